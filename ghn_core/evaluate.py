@@ -1,0 +1,166 @@
+"""Accuracy of GHN-predicted parameters: ``python -m ghn_core.evaluate --split test [--ckpt PATH]``.
+
+The paper's protocol (§4 of the reference): parameters are predicted for one net at a time; every
+BatchNorm uses the statistics of its evaluation batch of 64; the ``val`` architecture split is
+scored on the held-out validation images, the others on the test images. Our ImageFolder copy of
+CIFAR-10 is sorted by class, and a batch of one class would skew batch statistics, so images are
+read in one fixed, seeded order (as the reference does for ImageNet) that is the same for every net.
+Results are mean +- standard error over nets, with the random-initialisation baseline (the same
+nets with PyTorch's default initialisation, same protocol) next to them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import BatchLoader, load_split
+from .deepnets import DeepNets1M, generate_split, get_split, predefined_nets
+from .errors import GhnNasError
+from .model import GHN2, use_batch_statistics
+
+__all__ = ["EvalResult", "accuracy", "eval_loader", "evaluate_nets", "evaluate_store", "load_eval_nets", "main"]
+
+log = logging.getLogger("ghn_core.evaluate")
+
+
+@dataclass
+class EvalResult:
+    """Top-1 accuracies (percent) of named nets."""
+
+    names: list[str] = field(default_factory=list)
+    accuracies: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.accuracies) / len(self.accuracies) if self.accuracies else float("nan")
+
+    @property
+    def stderr(self) -> float:
+        n = len(self.accuracies)
+        if n < 2:
+            return float("nan")
+        m = self.mean
+        return math.sqrt(sum((a - m) ** 2 for a in self.accuracies) / (n - 1) / n)
+
+    def summary(self) -> str:
+        return f"{self.mean:.2f} +- {self.stderr:.2f} % over {len(self.accuracies)} nets"
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_batches: int | None = None) -> float:
+    """Top-1 accuracy (percent) of ``model`` over the batches, BatchNorm on batch statistics."""
+    use_batch_statistics(model)
+    model.eval()
+    correct = total = 0
+    for b, (x, y) in enumerate(batches):
+        if max_batches is not None and b >= max_batches:
+            break
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += y.numel()
+    if total == 0:
+        raise ValueError("accuracy: expected at least one batch of images, got none")
+    return 100.0 * correct / total
+
+
+def eval_loader(dataset: str = "cifar10", image_split: str = "test", *, data_dir: str | None = None,
+                batch_size: int = 64, noise_sigma: float = 0.0, device: str | torch.device = "cpu",
+                order_seed: int = 1111) -> BatchLoader:
+    """Evaluation batches: no augmentation, one fixed class-mixing order (``order_seed``)."""
+    images = load_split(dataset, image_split, data_dir=data_dir)
+    return BatchLoader(images, batch_size, shuffle=True, augment=False, noise_sigma=noise_sigma,
+                       device=device, seed=order_seed)
+
+
+def evaluate_nets(ghn: GHN2 | None, nets: Sequence[tuple[str, nn.Module]], loader: BatchLoader, *,
+                  max_batches: int | None = None, progress: bool = True) -> EvalResult:
+    """Predict each net's parameters with ``ghn`` (None: keep their random init) and score them."""
+    device = loader.device
+    result = EvalResult()
+    if ghn is not None:
+        ghn = ghn.to(device).eval()
+    for name, net in tqdm(nets, desc="evaluate", unit="net", disable=not progress):
+        net = net.to(device)
+        if ghn is not None:
+            ghn.predict(net)
+        loader.set_epoch(0)  # the same images, in the same order, for every net
+        result.names.append(name)
+        result.accuracies.append(accuracy(net, loader, max_batches))
+    return result
+
+
+def load_eval_nets(split: str, *, n: int | None = None, deepnets_dir: str = "data/deepnets1m",
+                   num_classes: int = 10, imagenet: bool = False, seed_init: int = 0) -> list[tuple[str, nn.Module]]:
+    """Named nets of an evaluation split: a DeepNets-1M split (generated if missing), or ``predefined``."""
+    torch.manual_seed(seed_init)  # the random-init baseline is reproducible
+    if split == "predefined":
+        return list(predefined_nets(num_classes, imagenet=imagenet).items())
+    spec = get_split(split)
+    path = Path(deepnets_dir) / f"deepnets1m_{split}.h5"
+    if not path.exists():
+        generate_split(split, spec.size, deepnets_dir, progress=False)
+    store = DeepNets1M(path)
+    count = len(store) if n is None else min(n, len(store))
+    return [(f"{split}/{i}", store.network(i, num_classes, imagenet=imagenet)) for i in range(count)]
+
+
+def evaluate_store(ghn: GHN2, store: DeepNets1M, indices: Iterable[int], loader: BatchLoader, **kwargs) -> EvalResult:
+    """Score nets ``indices`` of a store (give the ``val`` split a loader of the held-out val images)."""
+    nets = [(f"{store.split}/{i}", store.network(i)) for i in indices]
+    return evaluate_nets(ghn, nets, loader, **kwargs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ghn_core.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", default=None, help="GHN checkpoint (default: the one shipped with ghn-nas)")
+    parser.add_argument("--split", default="test",
+                        help="DeepNets-1M split (val, test, wide, deep, dense, bnfree) or 'predefined'")
+    parser.add_argument("--n", type=int, default=None, help="first N nets of the split (default: all)")
+    parser.add_argument("--deepnets-dir", default="data/deepnets1m")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--batches", type=int, default=None, help="at most this many batches of 64 images per net")
+    parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise sigma (0.08: robustness)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the random-init baseline")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", default=None, help="write the per-net results here")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        from . import load_ghn
+
+        ghn = load_ghn(args.ckpt)
+        loader = eval_loader("cifar10", "val" if args.split == "val" else "test", data_dir=args.data_dir,
+                             noise_sigma=args.noise, device=args.device)
+        nets = load_eval_nets(args.split, n=args.n, deepnets_dir=args.deepnets_dir)
+        ghn_result = evaluate_nets(ghn, nets, loader, max_batches=args.batches)
+        print(f"GHN ({args.ckpt or 'shipped'}) on {args.split}: {ghn_result.summary()}")
+        report = {"split": args.split, "noise": args.noise, "batches": args.batches, "ghn": asdict(ghn_result),
+                  "ghn_mean": ghn_result.mean, "ghn_stderr": ghn_result.stderr}
+        if not args.no_baseline:
+            nets = load_eval_nets(args.split, n=args.n, deepnets_dir=args.deepnets_dir)
+            base = evaluate_nets(None, nets, loader, max_batches=args.batches)
+            print(f"random init on {args.split}: {base.summary()}")
+            report.update(random=asdict(base), random_mean=base.mean, random_stderr=base.stderr)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
+    except (GhnNasError, ValueError) as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
