@@ -1,13 +1,16 @@
-"""DeepNets-1M generation speed: architectures per second, parameter counts included.
+"""DeepNets-1M generation speed: architectures per second, parameter counts included, with and
+without each net's computational graph.
 
-Baseline in the same process: the same sampler and filters, but counting parameters the obvious
-way (building both networks on the meta device and summing ``numel``) instead of analytically.
+Baselines in the same process: counting parameters the obvious way (building both networks on
+the meta device and summing ``numel``), and getting graphs by tracing (``Graph.from_module`` on a
+meta ``Network``) instead of ``architecture_graph``.
 
     python benchmarks/bench_generate.py [--n 20000]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import tempfile
 import time
@@ -16,42 +19,50 @@ import torch
 
 from ghn_core.deepnets import Network, generate_split
 from ghn_core.deepnets.sampler import SPLITS, accepts, rejection_reason, sample_architecture
+from ghn_core.graph import Graph
 
 
-def baseline_rate(n: int) -> float:
-    """Nets/s when parameter counts come from building the modules (one process)."""
+def baseline_rate(n: int, *, graphs: bool) -> float:
+    """Nets/s when counts come from built modules (and graphs from tracing), one process."""
     rng, spec = random.Random(0), SPLITS["train"]
     start, done = time.perf_counter(), 0
     while done < n:
         arch = sample_architecture(rng, spec)
-        if not accepts(spec, arch) or arch.disconnection():
+        if not accepts(spec, arch) or rejection_reason(arch, 10**12)[0]:  # filters except the size cap
             continue
-        counts = [sum(p.numel() for p in Network(arch, 32, 10, imagenet=imagenet, device="meta").parameters())
-                  for imagenet in (False, True)]
-        done += max(counts) <= spec.max_params
+        nets = [Network(arch, 32, 10, imagenet=imagenet, device="meta") for imagenet in (False, True)]
+        if max(sum(p.numel() for p in net.parameters()) for net in nets) > spec.max_params:
+            continue
+        if graphs:
+            Graph.from_module(nets[0])
+        done += 1
     return n / (time.perf_counter() - start)
 
 
-def store_rate(n: int, workers: int) -> float:
+def store_rate(n: int, workers: int, *, graphs: bool) -> float:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        generate_split("train", n, out, workers=workers, progress=False, overwrite=True)
+        generate_split("train", n, out, workers=workers, graphs=graphs, progress=False, overwrite=True)
         return n / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=20000)
-    parser.add_argument("--baseline-n", type=int, default=300)
+    parser.add_argument("--n", type=int, default=20000, help="nets per store run")
+    parser.add_argument("--baseline-n", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(1)  # generation is pure Python; one thread per worker process
-    base = baseline_rate(args.baseline_n)
-    one = store_rate(args.n, 1)
-    two = store_rate(args.n, 2)
-    print(f"baseline (meta-module param counts, 1 process): {base:8.1f} nets/s")
-    print(f"ghn-nas generate, 1 worker, HDF5 store:          {one:8.1f} nets/s  ({one / base:.1f}x baseline)")
-    print(f"ghn-nas generate, 2 workers, HDF5 store:         {two:8.1f} nets/s  ({two / base:.1f}x baseline)")
-    print(f"1M train nets at 2 workers: {1e6 / two / 60:.1f} min")
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}; train split, C=32, 10 classes")
+    print(f"{'':48s} {'nets/s':>9s} {'vs baseline':>12s} {'1M nets':>9s}")
+    for graphs in (False, True):
+        base = baseline_rate(args.baseline_n, graphs=graphs)
+        what = "with graphs" if graphs else "no graphs"
+        label = "modules + tracing" if graphs else "modules"
+        print(f"baseline ({label}), 1 process, {what:12s}     {base:9.1f} {'1.0x':>12s} {1e6 / base / 3600:8.1f}h")
+        for workers in (1, 2):
+            rate = store_rate(args.n, workers, graphs=graphs)
+            print(f"generate_split, {workers} worker(s), {what:12s}            {rate:9.1f} "
+                  f"{rate / base:11.1f}x {1e6 / rate / 60:7.1f}min")
 
 
 if __name__ == "__main__":

@@ -303,7 +303,7 @@ def test_same_seed_same_nets():
 
 def test_eval_splits_never_overlap_train(tmp_path, train_records):
     train_keys = {r.key_hash for r in train_records} | set(
-        generate_split("train", 4000, tmp_path, workers=1, progress=False).key_hashes().tolist())
+        generate_split("train", 4000, tmp_path, workers=1, progress=False, graphs=False).key_hashes().tolist())
     seen = set()
     for split in ("val", "test", "deep", "dense", "bnfree"):
         keys = {r.key_hash for r in generate_chunk(SPLITS[split], 0, 60)}
@@ -374,7 +374,7 @@ def test_interrupted_run_resumes_to_the_same_store(tmp_path, monkeypatch):
 
 
 def test_no_duplicates_within_a_split(tmp_path):
-    store = generate_split("train", 3000, tmp_path, workers=2, progress=False)
+    store = generate_split("train", 3000, tmp_path, workers=2, progress=False, graphs=False)
     keys = store.key_hashes()
     assert len(np.unique(keys)) == len(keys) == 3000
 
@@ -389,3 +389,25 @@ def test_bad_store_files(tmp_path):
         f.attrs["title"] = "something else"
     with pytest.raises(StoreError, match="not a DeepNets-1M store"):
         DeepNets1M(tmp_path / "other.h5")
+
+
+def test_store_keeps_graphs_equal_to_tracing(tmp_path):
+    from ghn_core.graph import Graph
+
+    store = generate_split("wide", 6, tmp_path, workers=1, progress=False, chunk_size=6)
+    assert store.has_graphs
+    for i in range(6):
+        stored = store.graph(i)
+        traced = Graph.from_module(store.network(i, device="meta"))  # the 4x wider net of the WIDE split
+        assert stored.node_name == traced.node_name and stored.node_bias_name == traced.node_bias_name
+        for field in ("node_op", "param_shape", "node_is_classifier", "edge_index", "edge_dist"):
+            assert np.array_equal(getattr(stored, field), getattr(traced, field)), field
+    assert store.graph(0, s_max=1).edge_dist.max() == 1
+    bare = generate_split("val", 3, tmp_path / "bare", workers=1, progress=False, graphs=False)
+    with pytest.raises(StoreError, match="without graphs"):
+        bare.graph(0)
+    bare.close()
+    with h5py.File(bare.path, "r+") as f:
+        f.attrs["complete"] = False
+    with pytest.raises(StoreError, match="other settings"):
+        generate_split("val", 3, tmp_path / "bare", workers=1, progress=False, graphs=True)

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", required=True, help="output folder; the file is deepnets1m_<split>.h5")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     gen.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
+    gen.add_argument("--no-graphs", action="store_true", help="do not keep each net's graph (about 4x faster)")
     gen.add_argument("--overwrite", action="store_true", help="replace a finished or differently-set store")
     gen.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start = time.perf_counter()
         store = generate_split(args.split, args.n, args.out, workers=args.workers, chunk_size=args.chunk_size,
-                               overwrite=args.overwrite)
+                               graphs=not args.no_graphs, overwrite=args.overwrite)
         print(f"{store.path}: {len(store)} nets of the {store.split} split "
               f"({time.perf_counter() - start:.1f} s)")
     except (GhnNasError, ValueError) as err:

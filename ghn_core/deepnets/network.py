@@ -16,7 +16,8 @@ from ..errors import ArchitectureError
 from .genotype import Architecture, CellPlan
 from .ops import OPS, FactorizedReduce, PosEnc, ReLUConvBN, make_norm
 
-__all__ = ["Network", "Cell", "NetLayout", "CellLayout", "net_layout", "count_params"]
+__all__ = ["Network", "Cell", "NetLayout", "CellLayout", "net_layout", "count_params", "vit_patch",
+           "preprocess0_kind", "preprocess1_kind"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def _vit_patch(imagenet: bool) -> tuple[int, int]:
+def vit_patch(imagenet: bool) -> tuple[int, int]:
     """(kernel = stride, padding) of the ViT patchify stem: 16x16 tokens on ImageNet, 3x3 on CIFAR."""
     return (16, 0) if imagenet else (3, 1)
 
@@ -67,7 +68,7 @@ def net_layout(arch: Architecture, C: int, imagenet: bool = False, image_size: i
     pos_enc_size = 0
     if arch.is_vit:
         stem_C = 3 * C if arch.preproc else C
-        patch, pad = _vit_patch(imagenet)
+        patch, pad = vit_patch(imagenet)
         size = pos_enc_size = _conv_out(size, patch, patch, pad)
     elif arch.stem_type == 0:
         stem_C = 3 * C if arch.preproc else C
@@ -99,14 +100,14 @@ def net_layout(arch: Architecture, C: int, imagenet: bool = False, image_size: i
     return NetLayout(stem_C, tuple(cells), size, pos_enc_size)
 
 
-def _preprocess0(cell: CellLayout, preproc: bool) -> str | None:
+def preprocess0_kind(cell: CellLayout, preproc: bool) -> str | None:
     """Which adapter s0 needs: 'reduce', 'conv' (1x1) or None (identity)."""
     if cell.reduce_s0:
         return "reduce"
     return "conv" if preproc or cell.C_prev_prev != cell.C else None
 
 
-def _preprocess1(cell: CellLayout, preproc: bool) -> str | None:
+def preprocess1_kind(cell: CellLayout, preproc: bool) -> str | None:
     return "conv" if preproc or cell.C_prev != cell.C else None
 
 
@@ -120,12 +121,12 @@ class Cell(nn.Module):
         self.concat = plan.concat
         self.preprocess0 = self.preprocess1 = None
         if plan.uses_s0:
-            kind = _preprocess0(layout, preproc)
+            kind = preprocess0_kind(layout, preproc)
             if kind == "reduce":
                 self.preprocess0 = FactorizedReduce(layout.C_prev_prev, C, norm, track_running_stats)
             elif kind == "conv":
                 self.preprocess0 = ReLUConvBN(layout.C_prev_prev, C, 1, 1, norm, track_running_stats)
-        if plan.uses_s1 and _preprocess1(layout, preproc):
+        if plan.uses_s1 and preprocess1_kind(layout, preproc):
             self.preprocess1 = ReLUConvBN(layout.C_prev, C, 1, 1, norm, track_running_stats)
         self.ops = nn.ModuleList(
             OPS[op].build(C, layout.stride if inp < 2 else 1, norm, track_running_stats) for _, op, inp in plan.edges)
@@ -170,7 +171,7 @@ class Network(nn.Module):
         with torch.device(device) if device is not None else contextlib.nullcontext():
             stem_C = layout.stem_channels
             if arch.is_vit:
-                patch, pad = _vit_patch(imagenet)
+                patch, pad = vit_patch(imagenet)
                 self.stem = nn.Sequential(nn.Conv2d(3, stem_C, patch, patch, pad), PosEnc(stem_C, layout.pos_enc_size))
                 self.stem1 = None
             elif arch.stem_type == 0:
@@ -215,7 +216,7 @@ def count_params(arch: Architecture, C: int = 32, num_classes: int = 10, *, imag
     bn = 2 if norm else 0
     stem_C = layout.stem_channels
     if arch.is_vit:
-        patch, _ = _vit_patch(imagenet)
+        patch, _ = vit_patch(imagenet)
         total = 3 * stem_C * patch * patch + stem_C + stem_C * layout.pos_enc_size ** 2
     elif arch.stem_type == 0:
         total = 3 * stem_C * arch.ks ** 2 + bn * stem_C
@@ -224,12 +225,12 @@ def count_params(arch: Architecture, C: int = 32, num_classes: int = 10, *, imag
     for cell in layout.cells:
         plan = cell.plan
         if plan.uses_s0:
-            kind = _preprocess0(cell, arch.preproc)
+            kind = preprocess0_kind(cell, arch.preproc)
             if kind == "reduce":
                 total += FactorizedReduce.num_params(cell.C_prev_prev, cell.C, norm)
             elif kind == "conv":
                 total += ReLUConvBN.num_params(cell.C_prev_prev, cell.C, 1, norm)
-        if plan.uses_s1 and _preprocess1(cell, arch.preproc):
+        if plan.uses_s1 and preprocess1_kind(cell, arch.preproc):
             total += ReLUConvBN.num_params(cell.C_prev, cell.C, 1, norm)
         total += sum(OPS[op].num_params(cell.C, cell.stride if inp < 2 else 1, norm) for _, op, inp in plan.edges)
     num_features = layout.num_features * (1 if arch.glob_avg else layout.head_size ** 2)

@@ -203,7 +203,10 @@ class Graph:
                              f"found {ed.min()}..{ed.max()}")
         if (ei[0] == ei[1]).any():
             raise GraphError(f"{name}.edge_index: self-loop at node {int(ei[0][ei[0] == ei[1]][0])}")
-        if np.unique(ei[0] * n + ei[1]).size != ei.shape[1]:
+        key = ei[0] * n + ei[1]
+        # Edges are stored sorted by (src, dst), so a strictly increasing key means no duplicates;
+        # only an unsorted edge list pays for the full np.unique.
+        if not (np.diff(key) > 0).all() and np.unique(key).size != ei.shape[1]:
             raise GraphError(f"{name}.edge_index: duplicate edges")
         real = ei[:, ed == 1]
         if (real[0] >= real[1]).any():
