@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .data import BatchLoader, load_split
 from .deepnets import DeepNets1M, generate_split, get_split, predefined_nets
-from .errors import GhnNasError
+from .errors import GhnNasError, GraphError
 from .model import GHN2, use_batch_statistics
 
 __all__ = ["EvalResult", "accuracy", "eval_loader", "evaluate_nets", "evaluate_store", "load_eval_nets", "main"]
@@ -39,6 +39,7 @@ class EvalResult:
 
     names: list[str] = field(default_factory=list)
     accuracies: list[float] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # nets the GHN cannot take (name -> why)
 
     @property
     def mean(self) -> float:
@@ -53,7 +54,8 @@ class EvalResult:
         return math.sqrt(sum((a - m) ** 2 for a in self.accuracies) / (n - 1) / n)
 
     def summary(self) -> str:
-        return f"{self.mean:.2f} +- {self.stderr:.2f} % over {len(self.accuracies)} nets"
+        failed = f" ({len(self.failed)} nets failed: see .failed)" if self.failed else ""
+        return f"{self.mean:.2f} +- {self.stderr:.2f} % over {len(self.accuracies)} nets{failed}"
 
 
 @torch.no_grad()
@@ -91,7 +93,12 @@ def evaluate_nets(ghn: GHN2 | None, nets: Sequence[tuple[str, nn.Module]], loade
     for name, net in tqdm(nets, desc="evaluate", unit="net", disable=not progress):
         net = net.to(device)
         if ghn is not None:
-            ghn.predict(net)
+            try:
+                ghn.predict(net)
+            except GraphError as err:  # e.g. an NB201 cell with no path from input to output
+                log.warning("skipping %s: %s", name, err)
+                result.failed[name] = str(err)
+                continue
         loader.set_epoch(0)  # the same images, in the same order, for every net
         result.names.append(name)
         result.accuracies.append(accuracy(net, loader, max_batches))
@@ -99,18 +106,41 @@ def evaluate_nets(ghn: GHN2 | None, nets: Sequence[tuple[str, nn.Module]], loade
 
 
 def load_eval_nets(split: str, *, n: int | None = None, deepnets_dir: str = "data/deepnets1m",
-                   num_classes: int = 10, imagenet: bool = False, seed_init: int = 0) -> list[tuple[str, nn.Module]]:
-    """Named nets of an evaluation split: a DeepNets-1M split (generated if missing), or ``predefined``."""
-    torch.manual_seed(seed_init)  # the random-init baseline is reproducible
+                   num_classes: int = 10, imagenet: bool = False, nb201_csv: str | None = None,
+                   seed_init: int = 0) -> list[tuple[str, nn.Module]]:
+    """Named nets to evaluate (freshly, reproducibly initialised, for the random-init baseline):
+
+    a DeepNets-1M split (generated into ``deepnets_dir`` if missing); ``predefined`` (ResNet-50, ViT);
+    ``torchvision:NAME[,NAME...]``; or ``nb201`` (the architectures of the CSV ``nb201_csv``).
+    """
+    torch.manual_seed(seed_init)
     if split == "predefined":
-        return list(predefined_nets(num_classes, imagenet=imagenet).items())
-    spec = get_split(split)
-    path = Path(deepnets_dir) / f"deepnets1m_{split}.h5"
-    if not path.exists():
-        generate_split(split, spec.size, deepnets_dir, progress=False)
-    store = DeepNets1M(path)
-    count = len(store) if n is None else min(n, len(store))
-    return [(f"{split}/{i}", store.network(i, num_classes, imagenet=imagenet)) for i in range(count)]
+        nets = list(predefined_nets(num_classes, imagenet=imagenet).items())
+    elif split.startswith("torchvision:"):
+        import torchvision
+
+        names = [name for name in split.split(":", 1)[1].split(",") if name]
+        known = set(torchvision.models.list_models(module=torchvision.models))
+        unknown = [name for name in names if name not in known]
+        if not names or unknown:
+            raise ValueError(f"unknown torchvision classifier(s) {unknown or names}; known: {', '.join(sorted(known))}")
+        nets = [(name, torchvision.models.get_model(name, weights=None, num_classes=num_classes)) for name in names]
+    elif split == "nb201":
+        from .nb201 import NB201Network, load_labelled
+
+        if nb201_csv is None:
+            raise ValueError("the nb201 split needs the labelled CSV: pass --nb201-csv PATH")
+        rows = load_labelled(nb201_csv)[:n]
+        nets = [(row.arch, NB201Network(row.arch, num_classes)) for row in rows]
+    else:
+        spec = get_split(split)
+        path = Path(deepnets_dir) / f"deepnets1m_{split}.h5"
+        if not path.exists():
+            generate_split(split, spec.size, deepnets_dir, progress=False)
+        store = DeepNets1M(path)
+        count = len(store) if n is None else min(n, len(store))
+        nets = [(f"{split}/{i}", store.network(i, num_classes, imagenet=imagenet)) for i in range(count)]
+    return nets[:n]
 
 
 def evaluate_store(ghn: GHN2, store: DeepNets1M, indices: Iterable[int], loader: BatchLoader, **kwargs) -> EvalResult:
@@ -124,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", default=None, help="GHN checkpoint (default: the one shipped with ghn-nas)")
     parser.add_argument("--split", default="test",
-                        help="DeepNets-1M split (val, test, wide, deep, dense, bnfree) or 'predefined'")
+                        help="a DeepNets-1M split (val, test, wide, deep, dense, bnfree), 'predefined', "
+                             "'torchvision:resnet18,vgg11_bn', or 'nb201' (with --nb201-csv)")
+    parser.add_argument("--nb201-csv", default=None, help="labelled NAS-Bench-201 CSV for --split nb201")
     parser.add_argument("--n", type=int, default=None, help="first N nets of the split (default: all)")
     parser.add_argument("--deepnets-dir", default="data/deepnets1m")
     parser.add_argument("--data-dir", default=None)
@@ -142,13 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ghn = load_ghn(args.ckpt)
         loader = eval_loader("cifar10", "val" if args.split == "val" else "test", data_dir=args.data_dir,
                              noise_sigma=args.noise, device=args.device)
-        nets = load_eval_nets(args.split, n=args.n, deepnets_dir=args.deepnets_dir)
+        nets = load_eval_nets(args.split, n=args.n, deepnets_dir=args.deepnets_dir, nb201_csv=args.nb201_csv)
         ghn_result = evaluate_nets(ghn, nets, loader, max_batches=args.batches)
         print(f"GHN ({args.ckpt or 'shipped'}) on {args.split}: {ghn_result.summary()}")
         report = {"split": args.split, "noise": args.noise, "batches": args.batches, "ghn": asdict(ghn_result),
                   "ghn_mean": ghn_result.mean, "ghn_stderr": ghn_result.stderr}
         if not args.no_baseline:
-            nets = load_eval_nets(args.split, n=args.n, deepnets_dir=args.deepnets_dir)
+            nets = load_eval_nets(args.split, n=args.n, deepnets_dir=args.deepnets_dir, nb201_csv=args.nb201_csv)
             base = evaluate_nets(None, nets, loader, max_batches=args.batches)
             print(f"random init on {args.split}: {base.summary()}")
             report.update(random=asdict(base), random_mean=base.mean, random_stderr=base.stderr)

@@ -1,0 +1,77 @@
+"""GHN training: exact resume, skipped non-finite steps, the command line, and a learning signal."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from ghn_core import load_ghn
+from ghn_core.deepnets import Network, SplitSpec, generate_split
+from ghn_core.deepnets.generate import generate_chunk
+from ghn_core.evaluate import eval_loader, evaluate_nets
+from ghn_core.graph import Graph
+from ghn_core.model import create_ghn, read_checkpoint
+from ghn_core.train import PRESETS, MetaBatch, TrainConfig, parse_args, train, train_step
+
+DATA = Path(os.environ.get("GHN_NAS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
+needs_data = pytest.mark.skipif(not (DATA / "train").is_dir(), reason=f"CIFAR-10 not found at {DATA}; set GHN_NAS_DATA")
+
+# Small nets: 4-5 cells, at most two nodes per cell, always BN. Train and held-out nets come from
+# disjoint hash buckets of the same generator.
+TINY = dict(n_cells=(4, 5), steps_shallow=(1, 2), steps_deep=(1, 2), norm="bn")
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("deepnets")
+    generate_split(SplitSpec("train", 1000, seed=11, buckets=tuple(range(8, 64)), **TINY), 1000, out,
+                   workers=1, graphs=False, progress=False)
+    return out
+
+
+def _cfg(store: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(deepnets_dir=str(store), out=str(out), data_dir=str(DATA), width_scale=0.125, batch_size=16,
+                meta_batch=2, eval_nets=0, log_every=1, ckpt_every=1000, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+@needs_data
+def test_resumed_run_equals_uninterrupted_run(tiny_store, tmp_path):
+    straight = read_checkpoint(train(_cfg(tiny_store, tmp_path / "a", max_steps=4), progress=False))
+    train(_cfg(tiny_store, tmp_path / "b", max_steps=2), progress=False)
+    resumed = read_checkpoint(train(_cfg(tiny_store, tmp_path / "b", max_steps=4), progress=False))
+    assert straight["train"]["step"] == resumed["train"]["step"] == 4
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    exp_avg = [s["exp_avg"] for s in straight["optimizer"]["state"].values()]
+    assert all(torch.equal(a, s["exp_avg"]) for a, s in zip(exp_avg, resumed["optimizer"]["state"].values()))
+    log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r.get("event") == "start"] == [0, 2]
+    assert log[0]["config"]["max_steps"] == 2  # the resolved config opens every run's log
+
+
+def test_non_finite_step_leaves_the_ghn_untouched():
+    torch.manual_seed(0)
+    ghn = create_ghn("ghn2")
+    recs = generate_chunk(SplitSpec("train", 2, seed=11, buckets=tuple(range(64)), **TINY), 0, 2)
+    nets = [Network(r.arch, 8, track_running_stats=False, device="meta") for r in recs]
+    meta = MetaBatch([0, 1], nets, [Graph.from_module(n) for n in nets])
+    before = {k: v.clone() for k, v in ghn.state_dict().items()}
+    opt = torch.optim.Adam(ghn.parameters(), lr=1e-3)
+    x = torch.full((4, 3, 32, 32), float("nan"))
+    stats = train_step(ghn, meta, x, torch.zeros(4, dtype=torch.long), optimizer=opt)
+    assert stats["skipped"] == 1.0
+    assert all(torch.equal(before[k], v) for k, v in ghn.state_dict().items())
+
+
+def test_command_line_presets_and_overrides():
+    cfg, debug = parse_args(["--preset", "cpu-small", "--lr", "0.002", "--milestones", "3", "5", "--amp", "false"])
+    assert cfg.lr == 0.002 and cfg.milestones == (3.0, 5.0) and cfg.amp is False and not debug
+    assert cfg.batch_size == PRESETS["cpu-small"]["batch_size"]
+    assert parse_args([])[0] == TrainConfig()  # the paper's recipe by default
+    assert TrainConfig().lr == 1e-3 and TrainConfig().meta_batch == 8 and TrainConfig().batch_size == 64
+    with pytest.raises(SystemExit):
+        parse_args(["--learning_rate", "0.1"])  # unknown fields are rejected
