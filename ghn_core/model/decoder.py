@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvDecoder", "Decoder1D", "tile", "normalize_weight", "normalize_norm_weight", "normalize_bias"]
+__all__ = ["ConvDecoder", "Decoder1D", "tile", "weight_scale", "normalize_weight", "normalize_norm_weight", "normalize_bias"]
 
 
 def tile(block: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -75,15 +75,20 @@ class Decoder1D(nn.Module):
         return self.net(h).view(-1, 2, self.block)
 
 
-def normalize_weight(w: torch.Tensor) -> torch.Tensor:
-    """Scale a (>= 2-D) predicted weight by sqrt(beta / fan_in), fan_in = numel(w[0]).
+def weight_scale(shape: tuple[int, ...]) -> float:
+    """sqrt(beta / fan_in) for a (>= 2-D) weight of ``shape``, fan_in = numel(w[0]).
 
     beta = 1 for layers not followed by a ReLU (depthwise convs, the 1x7 half of a 7x1/1x7 pair),
     beta = 2 otherwise (He scaling), as in the reference.
     """
-    fan_in = w[0].numel()
-    not_relu = w.dim() == 4 and (w.shape[1] == 1 or w.shape[2] < w.shape[3])
-    return w * math.sqrt((1.0 if not_relu else 2.0) / fan_in)
+    fan_in = math.prod(shape[1:])
+    not_relu = len(shape) == 4 and (shape[1] == 1 or shape[2] < shape[3])
+    return math.sqrt((1.0 if not_relu else 2.0) / fan_in)
+
+
+def normalize_weight(w: torch.Tensor) -> torch.Tensor:
+    """Scale a (>= 2-D) predicted weight by :func:`weight_scale` of its shape."""
+    return w * weight_scale(tuple(w.shape))
 
 
 def normalize_norm_weight(p: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from ..utils import resolve_device
 from .batchnorm import use_batch_statistics
 
 from .config import GHN2Config
-from .decoder import ConvDecoder, Decoder1D, normalize_bias, normalize_norm_weight, normalize_weight, tile
+from .decoder import ConvDecoder, Decoder1D, normalize_bias, normalize_norm_weight, tile, weight_scale
 from .gnn import GatedGNN, SweepPlan, sweep_plan
 from .shape import ShapeEncoder, canonical_shape
 
@@ -113,27 +113,27 @@ class GHN2(nn.Module):
             for row, k in zip(rows, one_d):
                 t = targets[k]
                 numel = torch.Size(t.shape).numel()
+                # Elementwise normalisation commutes with tiling: apply it to the 64 values.
                 if t.role == "norm_weight":
-                    p = tile(row[0], (numel,)).view(t.shape)
-                    out[k] = normalize_norm_weight(p) if self.config.weight_norm else p
+                    p = normalize_norm_weight(row[0]) if self.config.weight_norm else row[0]
                 else:  # a bias; the classifier's goes through ReLU and a linear map onto the classes
                     p = row[1] if t.role == "bias" else self.class_bias(F.relu(row[1]))
-                    p = tile(p, (numel,)).view(t.shape)
-                    out[k] = normalize_bias(p) if self.config.weight_norm else p
+                    p = normalize_bias(p) if self.config.weight_norm else p
+                out[k] = tile(p, (numel,)).view(t.shape)
         return out  # type: ignore[return-value]
 
     def _finish_weight(self, block: torch.Tensor, t: ParamTarget) -> torch.Tensor:
-        """Tile a decoded block to the target's shape and normalise it."""
+        """Normalise a decoded block for the target, then tile it to the target's shape."""
         if t.role == "classifier_weight":
             # (B, i', 1, 1) -> ReLU -> linear over the out-channel axis -> (classes, i')
             block = self.class_weight(F.relu(block[:, :, 0, 0]).t())  # (i', classes)
             block = block.t()[:, :, None, None]
         canon = canonical_shape(t.shape)
-        w = tile(block, canon)
-        w = _to_shape(w, t.shape)
         if self.config.weight_norm and t.role in ("weight", "classifier_weight"):
-            w = normalize_weight(w)
-        return w
+            # The scale depends only on the target's shape, so it is applied to the small block
+            # rather than to the tiled tensor (one pass over the full parameter saved).
+            block = block * weight_scale(canon)
+        return _to_shape(tile(block, canon), t.shape)
 
     def forward(self, batch, targets: list[ParamTarget]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Predicted tensors for ``targets`` and the (N, hid) node embeddings."""
