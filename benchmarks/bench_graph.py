@@ -1,6 +1,6 @@
 """Graph construction speed: ResNet-50 (the headline number) and every torchvision classifier.
 
-    python benchmarks/bench_graph.py --out benchmarks/graph_results.md
+    python benchmarks/bench_graph.py [--out FILE]   (results: the graph section of BENCHMARKS.md)
 
 Times are medians of warm calls of ``Graph.from_module(model, (1, 3, S, S))`` with virtual edges
 (s_max = 50), on ``--threads`` CPU threads. ResNet-50 is built on the CPU with real (random)

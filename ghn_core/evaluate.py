@@ -67,7 +67,7 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     for b, (x, y) in enumerate(batches):
         if max_batches is not None and b >= max_batches:
             break
-        correct += (model(x).argmax(1) == y).sum().item()
+        correct += (model(x.contiguous(memory_format=torch.channels_last)).argmax(1) == y).sum().item()
         total += y.numel()
     if total == 0:
         raise ValueError("accuracy: expected at least one batch of images, got none")
