@@ -11,7 +11,6 @@ both cases, so the two agree (the ResNet-50 rows show both).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import platform
 import statistics
 import time
@@ -24,39 +23,12 @@ from torch import nn
 
 from ghn_core.errors import GraphError
 from ghn_core.graph import Graph, GraphWarning
+from ghn_core.utils import torchvision_on_meta
 
 REFERENCE_RESNET50_S = 0.058   # ppuda's graph builder on the same machine (from the issue)
 GOAL_RESNET50_S = 0.03
 
 
-@contextlib.contextmanager
-def _parameters_on_meta():
-    reg_p, reg_b = nn.Module.register_parameter, nn.Module.register_buffer
-
-    def register_parameter(self, name, param):
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), param.requires_grad)
-        reg_p(self, name, param)
-
-    def register_buffer(self, name, tensor, persistent=True):
-        reg_b(self, name, tensor.to("meta") if tensor is not None else None, persistent)
-
-    nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter, nn.Module.register_buffer = reg_p, reg_b
-
-
-def build_on_meta(name: str) -> nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            with torch.device("meta"):
-                return torchvision.models.get_model(name, weights=None)
-        except (NotImplementedError, RuntimeError):
-            with _parameters_on_meta():
-                return torchvision.models.get_model(name, weights=None)
 
 
 def median_time(model: nn.Module, size: int, repeats: int, warmup: int = 2) -> tuple[float, Graph]:
@@ -95,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|",
     ]
     cpu_resnet = torchvision.models.resnet50(weights=None)
-    for where, model in (("CPU (random weights)", cpu_resnet), ("meta", build_on_meta("resnet50"))):
+    for where, model in (("CPU (random weights)", cpu_resnet), ("meta", torchvision_on_meta("resnet50"))):
         for size in (224, 32):
             t, g = median_time(model, size, args.repeats)
             real = int((g.edge_dist == 1).sum())
@@ -106,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models or torchvision.models.list_models(module=torchvision.models)
     rows, full, partial, failing = [], [], [], []
     for name in names:
-        model = build_on_meta(name)
+        model = torchvision_on_meta(name)
         n_params = len(dict(model.named_parameters()))
         cells, graph, errors = {}, None, []
         for size in (32, 224):

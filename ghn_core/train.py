@@ -233,7 +233,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     out = Path(cfg.out)
     last = out / "last.pt"
 
-    start_step, metrics_hist = 0, {}
+    start_step = 0
     if last.exists():
         payload = read_checkpoint(last)
         ghn, _ = ghn_from_checkpoint(last)

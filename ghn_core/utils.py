@@ -1,7 +1,25 @@
-"""Small helpers shared across ghn_core: devices and seeds."""
+"""Small helpers shared across ghn_core: devices, seeds, named-table lookups, meta-device models."""
 from __future__ import annotations
 
+import contextlib
+import difflib
+import warnings
+from typing import Iterator, Mapping, TypeVar
+
 import torch
+from torch import nn
+
+V = TypeVar("V")
+
+
+def lookup(table: Mapping[str, V], name: str, what: str, error: type[Exception] = ValueError, extra: str = "") -> V:
+    """``table[name]``; an unknown name raises ``error`` listing the known names and the closest one."""
+    try:
+        return table[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(table), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise error(f"unknown {what} {name!r}; known: {', '.join(table)}{extra}.{hint}") from None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -23,3 +41,38 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Move parameters and buffers to meta as modules register them (for builders that compute with
+    real tensors, such as RegNet's, and so cannot run inside ``torch.device('meta')``)."""
+    reg_p, reg_b = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def register_parameter(self, name, param):
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), param.requires_grad)
+        reg_p(self, name, param)
+
+    def register_buffer(self, name, tensor, persistent=True):
+        reg_b(self, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = reg_p, reg_b
+
+
+def torchvision_on_meta(name: str, **kwargs) -> nn.Module:
+    """A torchvision classifier with every tensor on the meta device (no memory, no init cost)."""
+    import torchvision
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # googlenet/inception init-weights notice
+        try:
+            with torch.device("meta"):
+                return torchvision.models.get_model(name, weights=None, **kwargs)
+        except (NotImplementedError, RuntimeError):
+            with _parameters_on_meta():
+                return torchvision.models.get_model(name, weights=None, **kwargs)

@@ -1,7 +1,6 @@
 """GHN-2: shapes of predicted tensors, predict/embed/calibrate, checkpoints, sweeps on real graphs."""
 from __future__ import annotations
 
-import random
 import warnings
 
 import pytest
@@ -15,6 +14,7 @@ from ghn_core.deepnets.generate import generate_chunk
 from ghn_core.graph import Graph, GraphBatch, GraphWarning
 from ghn_core.model import GHN2, calibrate_bn, create_ghn, get_config, list_ghns, save_checkpoint
 from ghn_core.model.gnn import sweep_node_by_node
+from ghn_core.utils import torchvision_on_meta
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +52,7 @@ TORCHVISION = ["resnet18", "resnext50_32x4d", "mobilenet_v3_small", "efficientne
 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_every_parameter_of_torchvision_models_gets_its_shape(ghn, name):
-    try:
-        with torch.device("meta"):  # no weights needed; much faster to build
-            model = torchvision.models.get_model(name, weights=None, num_classes=10)
-    except NotImplementedError:  # regnet's constructor computes widths with real tensors
-        model = torchvision.models.get_model(name, weights=None, num_classes=10)
+    model = torchvision_on_meta(name, num_classes=10)  # no weights needed; much faster to build
     size = 224 if name in ("vit_b_16", "maxvit_t") else 32
     _check_prediction(ghn, model, (1, 3, size, size))
 

@@ -6,16 +6,14 @@ are checked at 224 only, plus a check that 32x32 gives a clear GraphError.
 """
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import pytest
-import torch
 import torchvision
-from torch import nn
 
 from ghn_core.errors import GraphError
 from ghn_core.graph import Graph, GraphWarning
+from ghn_core.utils import torchvision_on_meta
 
 MODELS = torchvision.models.list_models(module=torchvision.models)
 # ViTs assert a 224 input; AlexNet, Inception-v3 and MaxViT shrink 32x32 below their kernels/partitions.
@@ -27,36 +25,6 @@ EXTENSIONS = {("vit_",): {"pos_enc": 1, "cls_token": 1}, ("convnext",): {"layer_
               ("swin_v2",): {"layer_scale": None}, ("swin_b", "swin_s", "swin_t", "maxvit"): {"rel_pos_bias": None}}
 
 
-@contextlib.contextmanager
-def _parameters_on_meta():
-    """Move parameters and buffers to meta as modules register them (RegNet's builder computes widths
-    with torch ops, so it cannot run inside ``torch.device('meta')``)."""
-    reg_p, reg_b = nn.Module.register_parameter, nn.Module.register_buffer
-
-    def register_parameter(self, name, param):
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), param.requires_grad)
-        reg_p(self, name, param)
-
-    def register_buffer(self, name, tensor, persistent=True):
-        reg_b(self, name, tensor.to("meta") if tensor is not None else None, persistent)
-
-    nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter, nn.Module.register_buffer = reg_p, reg_b
-
-
-def build_on_meta(name: str) -> nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)   # googlenet/inception init-weights notice
-        try:
-            with torch.device("meta"):
-                return torchvision.models.get_model(name, weights=None)
-        except (NotImplementedError, RuntimeError):
-            with _parameters_on_meta():
-                return torchvision.models.get_model(name, weights=None)
 
 
 def test_the_list_is_the_classifier_list():
@@ -65,7 +33,7 @@ def test_the_list_is_the_classifier_list():
 
 @pytest.mark.parametrize("name", MODELS)
 def test_graph_covers_every_parameter(name):
-    model = build_on_meta(name)
+    model = torchvision_on_meta(name)
     assert next(model.parameters()).device.type == "meta"
     params = set(dict(model.named_parameters()))
     expected_skipped = {p for p in params if p.startswith(AUX_PREFIX.get(name, ("\0",)))}
@@ -102,14 +70,14 @@ def test_graph_covers_every_parameter(name):
 
 
 def test_resnet50_matches_a_hand_count():
-    g = Graph.from_module(build_on_meta("resnet50"), (1, 3, 224, 224))
+    g = Graph.from_module(torchvision_on_meta("resnet50"), (1, 3, 224, 224))
     # 53 convs + fc, 53 BN, 16 residual sums, stem max-pool, global pooling, fc bias, input
     assert g.op_counts() == {"input": 1, "conv": 54, "bn": 53, "sum": 16, "max_pool": 1, "glob_avg": 1, "bias": 1}
     assert g.param_shape[g.op_names.index("max_pool")].tolist() == [1, 1, 3, 3]
 
 
 def test_vit_graph_is_a_transformer():
-    g = Graph.from_module(build_on_meta("vit_b_16"), (1, 3, 224, 224))
+    g = Graph.from_module(torchvision_on_meta("vit_b_16"), (1, 3, 224, 224))
     c = g.op_counts()
     assert (c["msa"], c["ln"], c["sum"]) == (12, 25, 25)
     names = g.node_name

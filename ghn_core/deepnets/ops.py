@@ -9,7 +9,6 @@ DARTS, convs inside cells carry no bias; BN carries the affine pair.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchitectureError
+from ..utils import lookup
 
 __all__ = [
     "OPS", "OP_NAMES", "CONV_OPS", "DENSE_LARGE_CONV_OPS", "POOL_OPS", "get_op",
@@ -261,9 +261,4 @@ LEARNABLE_OPS = CONV_OPS | {"msa", "cse"}
 
 def get_op(name: str) -> OpSpec:
     """Look up an op by name; an unknown name lists the known ones and the closest match."""
-    try:
-        return OPS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, OP_NAMES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ArchitectureError(f"unknown op {name!r}; known ops: {', '.join(OP_NAMES)}.{hint}") from None
+    return lookup(OPS, name, "op", ArchitectureError)

@@ -11,11 +11,11 @@ generator's distribution (the hash is independent of every knob).
 """
 from __future__ import annotations
 
-import difflib
 import random
 from dataclasses import dataclass
 
 from ..errors import ArchitectureError
+from ..utils import lookup
 from .genotype import Architecture, Genotype
 from .network import count_params
 from .ops import DENSE_LARGE_CONV_OPS, LEARNABLE_OPS, OP_NAMES, POOL_OPS, CONV_OPS
@@ -68,13 +68,7 @@ SPLITS: dict[str, SplitSpec] = {
 
 
 def get_split(name: str) -> SplitSpec:
-    try:
-        return SPLITS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, SPLITS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ArchitectureError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}, "
-                                f"and 'predefined' (built on the fly).{hint}") from None
+    return lookup(SPLITS, name, "split", ArchitectureError, extra=", and 'predefined' (built on the fly)")
 
 
 def sample_genotype(rng: random.Random, steps: int, *, only_pool: bool = False, drop_concat: bool = False,

@@ -57,7 +57,6 @@ Nodes are classified in exactly two ways, both declared here:
 """
 from __future__ import annotations
 
-import difflib
 import threading
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -68,6 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GraphError
+from ..utils import lookup
 
 __all__ = [
     "NodeType", "NODE_TYPES", "OP_NAMES", "OP_INDEX", "NUM_GHN2_OPS", "SOURCE_KINDS", "PARAM_KINDS",
@@ -132,12 +132,7 @@ NORM_KINDS = frozenset({"bn", "ln", "gn"})
 
 def op_index(name: str) -> int:
     """Id of node type ``name``; an unknown name lists the known ones."""
-    try:
-        return OP_INDEX[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, OP_NAMES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise GraphError(f"unknown node type {name!r}; known types: {', '.join(OP_NAMES)}.{hint}") from None
+    return lookup(OP_INDEX, name, "node type", GraphError)
 
 
 # -- torch functions -------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """GHN configurations: one dataclass, and a table of named variants (``create_ghn("ghn2")``)."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable
+
+from ..utils import lookup
 
 __all__ = ["GHN2Config", "VARIANTS", "get_config", "list_ghns"]
 
@@ -62,13 +63,7 @@ def list_ghns() -> list[str]:
 
 def get_config(variant: str = "ghn2", **overrides: Any) -> GHN2Config:
     """The config of a named variant, with overrides (e.g. ``max_spatial=16`` for ImageNet)."""
-    try:
-        make = VARIANTS[variant]
-    except KeyError:
-        close = difflib.get_close_matches(variant, VARIANTS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown GHN variant {variant!r}; known: {', '.join(list_ghns())}.{hint}") from None
-    config = make()
+    config = lookup(VARIANTS, variant, "GHN variant")()
     known = {f.name for f in fields(GHN2Config)} - {"variant"}
     unknown = set(overrides) - known
     if unknown:

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..graph import NORM_KINDS, OP_NAMES, SOURCE_KINDS, Graph, GraphBatch
-from ..utils import resolve_device
 from .batchnorm import use_batch_statistics
 
 from .config import GHN2Config

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..graph import canonical_shape
+
 __all__ = ["channel_vocabulary", "spatial_vocabulary", "ShapeEncoder", "canonical_shape"]
 
 
@@ -21,24 +23,6 @@ def channel_vocabulary(num_classes: int = 10) -> list[int]:
 def spatial_vocabulary(max_spatial: int = 11) -> list[int]:
     """Odd sizes up to ``max_spatial`` plus 14 and 16: 8 sizes for CIFAR (11), 10 for ImageNet (15)."""
     return sorted(set(range(1, max_spatial + 1, 2)) | {14, 16})
-
-
-def canonical_shape(shape: tuple[int, ...] | torch.Size) -> tuple[int, int, int, int]:
-    """A parameter shape as (out, in, h, w): (c) -> (c,1,1,1), (o,i) -> (o,i,1,1),
-    (1,T,D) -> (1,D,floor(sqrt T),floor(sqrt T)), other 3-D (a,b,c) -> (a,b,c,1)."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 0:
-        return (1, 1, 1, 1)
-    if len(shape) == 1:
-        return (shape[0], 1, 1, 1)
-    if len(shape) == 2:
-        return (shape[0], shape[1], 1, 1)
-    if len(shape) == 3:
-        if shape[0] == 1:
-            side = int(shape[1] ** 0.5)
-            return (1, shape[2], side, side)
-        return (shape[0], shape[1], shape[2], 1)
-    return shape[:4]  # 4-D (5-D and up keep their leading four dimensions)
 
 
 class ShapeEncoder(nn.Module):
