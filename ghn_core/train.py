@@ -209,6 +209,47 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
     return cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
 
 
+@dataclass
+class _Start:
+    """Where a run starts: a fresh GHN, another checkpoint's weights (--init), or its own last.pt."""
+
+    ghn: GHN2
+    optimizer_state: dict | None = None
+    step: int = 0            # steps this run already did (resuming its own last.pt)
+    prior_steps: int = 0     # steps behind the weights it started from (--init)
+    wall_time: float = 0.0   # seconds this run already trained
+
+
+def _starting_point(cfg: TrainConfig, last: Path) -> _Start:
+    if last.exists():
+        payload = read_checkpoint(last)
+        ghn, _ = ghn_from_checkpoint(last)
+        saved, now = payload["train"]["config"], json.loads(json.dumps(asdict(cfg)))
+        changed = sorted(k for k in now if saved.get(k) != now[k])
+        if changed:
+            log.warning("resuming %s with changed settings: %s", last, changed)
+        t = payload["train"]
+        return _Start(ghn, payload.get("optimizer"), int(t["step"]), int(t.get("prior_steps", 0)),
+                      float(t.get("wall_time_s", 0.0)))
+    if cfg.init:
+        ghn, payload = ghn_from_checkpoint(cfg.init)
+        steps = int(payload.get("train", {}).get("total_steps", 0))
+        log.info("initialised from %s (%d steps)", cfg.init, steps)
+        return _Start(ghn, prior_steps=steps)
+    torch.manual_seed(cfg.seed)
+    return _Start(create_ghn(cfg.variant))
+
+
+def _validate(ghn: GHN2, store: DeepNets1M, loader, cfg: TrainConfig) -> dict[str, float]:
+    """Predicted-parameter accuracy on the first val-split nets (a quick learning signal)."""
+    from .evaluate import evaluate_store
+
+    result = evaluate_store(ghn, store, range(min(cfg.eval_nets, len(store))), loader,
+                            max_batches=cfg.eval_batches, progress=False)
+    ghn.train()
+    return {"val_acc": result.mean, "val_acc_se": result.stderr, "val_nets": len(result.accuracies)}
+
+
 def _open_train_store(cfg: TrainConfig, is_main: bool) -> DeepNets1M:
     path = Path(cfg.deepnets_dir) / "deepnets1m_train.h5"
     if not path.exists() and is_main:
@@ -233,31 +274,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     out = Path(cfg.out)
     last = out / "last.pt"
 
-    start_step = 0
-    if last.exists():
-        payload = read_checkpoint(last)
-        ghn, _ = ghn_from_checkpoint(last)
-        saved = payload["train"]["config"]
-        if saved != json.loads(json.dumps(asdict(cfg))):
-            changed = sorted(k for k in saved if saved.get(k) != json.loads(json.dumps(asdict(cfg))).get(k))
-            log.warning("resuming %s with changed settings: %s", last, changed)
-        start_step = int(payload["train"]["step"])
-    elif cfg.init:
-        ghn, payload = ghn_from_checkpoint(cfg.init)
-        log.info("initialised from %s (%s steps)", cfg.init, payload.get("train", {}).get("total_steps", "?"))
-    else:
-        torch.manual_seed(cfg.seed)
-        ghn = create_ghn(cfg.variant)
-        payload = None
-    ghn = ghn.to(device).train()
+    start = _starting_point(cfg, last)
+    ghn = start.ghn.to(device).train()
     optimizer = torch.optim.Adam(ghn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if last.exists() and "optimizer" in payload:
-        optimizer.load_state_dict(payload["optimizer"])
-    prior_steps = 0
-    if payload is not None:
-        prior_steps = int(payload.get("train", {}).get("prior_steps", 0))
-        if cfg.init and not last.exists():
-            prior_steps += int(payload.get("train", {}).get("total_steps", 0))
+    if start.optimizer_state is not None:
+        optimizer.load_state_dict(start.optimizer_state)
+    start_step, prior_steps, wall_time = start.step, start.prior_steps, start.wall_time
 
     store = _open_train_store(cfg, ddp.is_main)
     images = load_split(cfg.dataset, "train", data_dir=cfg.data_dir)
@@ -294,12 +316,11 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
             "metrics": metrics,
         })
 
-    wall_time = float(payload["train"].get("wall_time_s", 0.0)) if (payload and last.exists()) else 0.0
     t_start = time.perf_counter()
     t_ckpt = time.perf_counter()
     bar = tqdm(total=total_steps, initial=start_step, desc="train ghn", unit="step",
                disable=not (progress and ddp.is_main))
-    step, failures, window = start_step, 0, []
+    step, failures, skipped_total, window = start_step, 0, 0, []
     summary: dict[str, float] = {}
     epoch = start_step // steps_per_epoch
     while step < total_steps:
@@ -330,6 +351,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
             stats["nodes"] = meta.num_nodes
             if stats["skipped"]:
                 failures += 1
+                skipped_total += 1
                 log.warning("step %d skipped (loss %s, grad norm %s); %d in a row", step, stats["loss"],
                             stats["grad_norm"], failures)
                 if failures > cfg.max_failures:
@@ -345,20 +367,15 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                 bar.set_postfix(loss=f"{summary['loss']:.3f}", acc=f"{summary['acc']:.3f}")
                 with metrics_path.open("a") as f:
                     f.write(json.dumps({"step": step, "epoch": step / steps_per_epoch, "lr": lr_at(cfg, step / steps_per_epoch),
-                                        **summary, "skipped_total": failures}) + "\n")
+                                        **summary, "skipped": skipped_total}) + "\n")
                 window = []
             due = step % cfg.ckpt_every == 0 or time.perf_counter() - t_ckpt > 60 * cfg.ckpt_every_minutes
             if due or step == total_steps:
-                metrics = dict(summary)
+                metrics = {**summary, "skipped": skipped_total}
                 if val_store is not None:
-                    from .evaluate import evaluate_store
-                    result = evaluate_store(ghn, val_store, range(min(cfg.eval_nets, len(val_store))), val_loader,
-                                            max_batches=cfg.eval_batches, progress=False)
-                    metrics["val_acc"] = result.mean
-                    ghn.train()
+                    metrics.update(_validate(ghn, val_store, val_loader, cfg))
                     with metrics_path.open("a") as f:
-                        f.write(json.dumps({"step": step, "event": "eval", "val_acc": result.mean,
-                                            "val_acc_se": result.stderr, "nets": len(result.accuracies)}) + "\n")
+                        f.write(json.dumps({"step": step, "event": "eval", **metrics}) + "\n")
                 checkpoint(step, metrics)
                 t_ckpt = time.perf_counter()
         epoch += 1

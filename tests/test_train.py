@@ -48,6 +48,10 @@ def test_resumed_run_equals_uninterrupted_run(tiny_store, tmp_path):
         assert torch.equal(value, resumed["state_dict"][key]), key
     exp_avg = [s["exp_avg"] for s in straight["optimizer"]["state"].values()]
     assert all(torch.equal(a, s["exp_avg"]) for a, s in zip(exp_avg, resumed["optimizer"]["state"].values()))
+    # Another run can start from these weights (how training accumulates across sessions).
+    continued = read_checkpoint(train(_cfg(tiny_store, tmp_path / "c", max_steps=1, init=str(tmp_path / "a" / "last.pt")),
+                                      progress=False))
+    assert continued["train"]["total_steps"] == 5 and continued["train"]["step"] == 1
     log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r.get("event") == "start"] == [0, 2]
     assert log[0]["config"]["max_steps"] == 2  # the resolved config opens every run's log
