@@ -101,6 +101,15 @@ def test_predict_writes_parameters_and_uses_batch_statistics(ghn):
     assert torch.allclose(a[:4], b[:4], atol=1e-5)  # fixed statistics after calibration
 
 
+def test_batched_prediction_equals_one_at_a_time(ghn):
+    nets = [Network(r.arch, 16) for r in generate_chunk(SPLITS["test"], 0, 3)]
+    alone = [ghn.predict_params([n])[0] for n in nets]
+    ghn.predict_batch(nets)
+    for net, params in zip(nets, alone):
+        for name, tensor in params.items():
+            assert torch.allclose(net.get_parameter(name), tensor, atol=1e-5), name
+
+
 def test_embed_is_deterministic_and_tells_architectures_apart(ghn):
     nets = [torchvision.models.resnet18(num_classes=10), torchvision.models.mobilenet_v2(num_classes=10),
             predefined_nets()["vit"]]

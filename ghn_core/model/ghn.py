@@ -178,17 +178,23 @@ class GHN2(nn.Module):
         :func:`ghn_core.model.calibrate_bn` on a few batches afterwards. Parameters the graph
         builder could not map are left as they were and named in a :class:`GraphWarning`.
         """
+        return self.predict_batch([model], None if graph is None else [graph])[0]
+
+    @torch.no_grad()
+    def predict_batch(self, models: Sequence[nn.Module], graphs: Sequence[Graph] | None = None) -> list[nn.Module]:
+        """:meth:`predict` for several models in one GHN forward pass (their graphs batched)."""
         was_training = self.training
         self.eval()
         try:
-            (params,) = self.predict_params([model], None if graph is None else [graph])
+            predicted = self.predict_params(models, graphs)
         finally:
             self.train(was_training)
-        for name, tensor in params.items():
-            target = model.get_parameter(name)
-            target.copy_(tensor.to(device=target.device, dtype=target.dtype))
-        use_batch_statistics(model)
-        return model
+        for model, params in zip(models, predicted):
+            for name, tensor in params.items():
+                target = model.get_parameter(name)
+                target.copy_(tensor.to(device=target.device, dtype=target.dtype))
+            use_batch_statistics(model)
+        return list(models)
 
     @torch.no_grad()
     def embed(self, models: Sequence[nn.Module], *, batch_size: int = 16) -> torch.Tensor:
