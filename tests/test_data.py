@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pickle
 import shutil
 import urllib.error
@@ -23,7 +22,6 @@ from ghn_core import data as D
 from ghn_core.errors import DataError
 from ghn_core.utils import torch_generator
 
-REPO = Path(__file__).resolve().parents[1]
 # The helpers below encode JPEGs with torchvision, whose codecs warn about their deprecation.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torchvision.io")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -34,14 +32,6 @@ def _no_user_env(monkeypatch):
     # Resolution tests set these themselves; a developer's own settings must not leak in.
     monkeypatch.delenv(D.DATA_ENV, raising=False)
     monkeypatch.delenv(D.CACHE_ENV, raising=False)
-
-
-@pytest.fixture(scope="session")
-def cifar_dir() -> Path:
-    path = Path(os.environ.get(D.DATA_ENV) or REPO / "../shared/data/cifar10").resolve()
-    if not (path / "train").is_dir() or not (path / "test").is_dir():
-        pytest.skip(f"CIFAR-10 ImageFolder copy not found at {path}; set {D.DATA_ENV} to run these tests")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,6 @@ from ghn_core.graph import Graph
 from ghn_core.model import create_ghn, read_checkpoint
 from ghn_core.train import PRESETS, MetaBatch, TrainConfig, parse_args, train, train_step
 
-DATA = Path(os.environ.get("GHN_NAS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
-needs_data = pytest.mark.skipif(not (DATA / "train").is_dir(), reason=f"CIFAR-10 not found at {DATA}; set GHN_NAS_DATA")
 
 # Small nets: 4-5 cells, at most two nodes per cell, always BN. Train and held-out nets come from
 # disjoint hash buckets of the same generator.
@@ -32,25 +29,24 @@ def tiny_store(tmp_path_factory) -> Path:
     return out
 
 
-def _cfg(store: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(deepnets_dir=str(store), out=str(out), data_dir=str(DATA), width_scale=0.125, batch_size=16,
+def _cfg(store: Path, out: Path, data: Path, **kw) -> TrainConfig:
+    base = dict(deepnets_dir=str(store), out=str(out), data_dir=str(data), width_scale=0.125, batch_size=16,
                 meta_batch=2, eval_nets=0, log_every=1, ckpt_every=1000, device="cpu")
     return TrainConfig(**{**base, **kw})
 
 
-@needs_data
-def test_resumed_run_equals_uninterrupted_run(tiny_store, tmp_path):
-    straight = read_checkpoint(train(_cfg(tiny_store, tmp_path / "a", max_steps=4), progress=False))
-    train(_cfg(tiny_store, tmp_path / "b", max_steps=2), progress=False)
-    resumed = read_checkpoint(train(_cfg(tiny_store, tmp_path / "b", max_steps=4), progress=False))
+def test_resumed_run_equals_uninterrupted_run(tiny_store, tmp_path, cifar_dir):
+    straight = read_checkpoint(train(_cfg(tiny_store, tmp_path / "a", cifar_dir, max_steps=4), progress=False))
+    train(_cfg(tiny_store, tmp_path / "b", cifar_dir, max_steps=2), progress=False)
+    resumed = read_checkpoint(train(_cfg(tiny_store, tmp_path / "b", cifar_dir, max_steps=4), progress=False))
     assert straight["train"]["step"] == resumed["train"]["step"] == 4
     for key, value in straight["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
     exp_avg = [s["exp_avg"] for s in straight["optimizer"]["state"].values()]
     assert all(torch.equal(a, s["exp_avg"]) for a, s in zip(exp_avg, resumed["optimizer"]["state"].values()))
     # Another run can start from these weights (how training accumulates across sessions).
-    continued = read_checkpoint(train(_cfg(tiny_store, tmp_path / "c", max_steps=1, init=str(tmp_path / "a" / "last.pt")),
-                                      progress=False))
+    continued = read_checkpoint(train(_cfg(tiny_store, tmp_path / "c", cifar_dir, max_steps=1,
+                                           init=str(tmp_path / "a" / "last.pt")), progress=False))
     assert continued["train"]["total_steps"] == 5 and continued["train"]["step"] == 1
     log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r.get("event") == "start"] == [0, 2]
@@ -81,22 +77,21 @@ def test_command_line_presets_and_overrides():
         parse_args(["--learning_rate", "0.1"])  # unknown fields are rejected
 
 
-@needs_data
 @pytest.mark.slow
-def test_training_lifts_accuracy_on_held_out_nets(tiny_store, tmp_path):
+def test_training_lifts_accuracy_on_held_out_nets(tiny_store, tmp_path, cifar_dir):
     """A few minutes of CPU training beat the same GHN untrained and random init on unseen nets.
 
     Measured on this project's 2-core machine (seed 1111): after 250 steps, 15.9 +- 0.5 % for the
     trained GHN vs 9.4 +- 0.4 % untrained and 10.9 +- 0.4 % random init (8 held-out nets, 256
     validation images each); the asserted margins are half of those.
     """
-    cfg = _cfg(tiny_store, tmp_path / "run", width_scale=0.25, batch_size=64, meta_batch=4, max_steps=250, lr=2e-3,
+    cfg = _cfg(tiny_store, tmp_path / "run", cifar_dir, width_scale=0.25, batch_size=64, meta_batch=4, max_steps=250, lr=2e-3,
                log_every=50)
     torch.manual_seed(cfg.seed)
     untrained = create_ghn("ghn2")  # the same initialisation train() starts from
     trained = load_ghn(train(cfg, progress=False))
     held_out = generate_chunk(SplitSpec("held-out", 8, seed=12, buckets=(0,), **TINY), 0, 8)
-    loader = eval_loader("cifar10", "val", data_dir=str(DATA))
+    loader = eval_loader("cifar10", "val", data_dir=str(cifar_dir))
 
     def score(ghn):
         torch.manual_seed(0)

@@ -1,0 +1,19 @@
+"""Shared fixtures. The suite needs the CIFAR-10 ImageFolder copy: tests that use it fail with a
+message saying how to point at it, rather than skip and pass unnoticed."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    path = Path(os.environ.get("GHN_NAS_DATA") or REPO / "../shared/data/cifar10").resolve()
+    if not (path / "train").is_dir() or not (path / "test").is_dir():
+        pytest.fail(f"CIFAR-10 ImageFolder copy not found at {path}: set GHN_NAS_DATA to a folder with "
+                    f"train/<class>/*.jpg and test/<class>/*.jpg (as README's test command does)")
+    return path
