@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 
 from .data import BatchLoader, load_split
 from .deepnets import DeepNets1M, generate_split, get_split, predefined_nets
-from .errors import GhnNasError, GraphError
+from .errors import GraphError
 from .model import GHN2, use_batch_statistics
+from .utils import user_errors
 
 __all__ = ["EvalResult", "accuracy", "eval_loader", "evaluate_nets", "evaluate_store", "load_eval_nets", "main"]
 
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    with user_errors(args.debug):
         from . import load_ghn
 
         ghn = load_ghn(args.ckpt)
@@ -186,11 +187,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.update(random=asdict(base), random_mean=base.mean, random_stderr=base.stderr)
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=1))
-    except (GhnNasError, ValueError) as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     return 0
 
 

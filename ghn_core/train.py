@@ -34,7 +34,7 @@ from .errors import GhnNasError
 from .graph import Graph
 from .model import GHN2, create_ghn, ghn_from_checkpoint, read_checkpoint, save_checkpoint
 from .model.checkpoint import state_hash
-from .utils import resolve_device
+from .utils import resolve_device, user_errors
 
 __all__ = ["TrainConfig", "PRESETS", "train", "train_step", "sample_meta_batch", "MetaBatch", "main"]
 
@@ -423,13 +423,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg, debug = parse_args(argv)
-    try:
+    with user_errors(debug):
         path = train(cfg)
-    except (GhnNasError, ValueError) as err:
-        if debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     print(f"checkpoint: {path}")
     return 0
 

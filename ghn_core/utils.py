@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import sys
 import warnings
 from typing import Iterator, Mapping, TypeVar
 
@@ -41,6 +42,21 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
+
+
+@contextlib.contextmanager
+def user_errors(debug: bool = False) -> Iterator[None]:
+    """For command lines: a user mistake (a ``GhnNasError`` or ``ValueError``) prints one line and exits
+    with status 2; ``debug=True`` (``--debug``) shows the traceback instead."""
+    from .errors import GhnNasError
+
+    try:
+        yield
+    except (GhnNasError, ValueError) as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 @contextlib.contextmanager

@@ -337,7 +337,9 @@ def test_store_round_trip_and_cli(tmp_path):
         store[30]
     store.close()
     # A finished split is never overwritten unless asked.
-    assert cli_main(["generate", "--split", "val", "--n", "30", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["generate", "--split", "val", "--n", "30", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
     with pytest.raises(StoreError, match="already holds the complete val split"):
         generate_split("val", 30, tmp_path, progress=False)
     again = generate_split("val", 20, tmp_path, progress=False, overwrite=True, workers=1, chunk_size=10)

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 
-from ..errors import GhnNasError
+from ..utils import user_errors
 from .generate import DEFAULT_CHUNK_SIZE, generate_split
 from .sampler import SPLITS
 
@@ -25,17 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    with user_errors(args.debug):
         start = time.perf_counter()
         store = generate_split(args.split, args.n, args.out, workers=args.workers, chunk_size=args.chunk_size,
                                graphs=not args.no_graphs, overwrite=args.overwrite)
         print(f"{store.path}: {len(store)} nets of the {store.split} split "
               f"({time.perf_counter() - start:.1f} s)")
-    except (GhnNasError, ValueError) as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     return 0
 
 
