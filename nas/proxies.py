@@ -1,0 +1,207 @@
+"""Cheap signals about an architecture, each costing seconds on a CPU.
+
+Every proxy is a function ``(model, ctx) -> float`` registered in :data:`PROXIES` with the
+direction in which it is better. :class:`ProxyContext` holds what proxies share: the GHN, a fixed
+batch of validation images (never the test set), the device and the seed.
+
+    ctx = ProxyContext.from_data(load_ghn(), dataset="cifar10", n_images=512, seed=0)
+    score = compute("ghn_robustness", model, ctx)
+
+GHN proxies predict the model's parameters first (the model is changed in place: pass a fresh one).
+The baselines every GHN proxy is compared with are ``params``, ``flops``, ``naswot`` and ``synflow``.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ghn_core.data import add_noise, get_dataset_info, load_split, normalize, to_float
+from ghn_core.model import GHN2, use_batch_statistics
+from ghn_core.utils import lookup, resolve_device, torch_generator
+
+__all__ = ["ProxyContext", "Proxy", "PROXIES", "compute", "list_proxies"]
+
+
+@dataclass
+class ProxyContext:
+    """Inputs shared by all proxies: clean and noisy normalised images with labels, on ``device``."""
+
+    ghn: GHN2 | None
+    images: torch.Tensor          # (n, 3, H, W) normalised
+    noisy_images: torch.Tensor    # the same images with Gaussian noise, normalised
+    labels: torch.Tensor
+    device: torch.device
+    seed: int = 0
+    batch_size: int = 64
+
+    @classmethod
+    def from_data(cls, ghn: GHN2 | None, *, dataset: str = "cifar10", n_images: int = 512, seed: int = 0,
+                  data_dir: str | None = None, device: str = "auto") -> "ProxyContext":
+        """A fixed, seeded, class-mixed subset of the held-out validation images."""
+        device = resolve_device(device)
+        val = load_split(dataset, "val", data_dir=data_dir)
+        pick = torch.randperm(len(val), generator=torch_generator(seed))[:n_images]
+        info = get_dataset_info(dataset)
+        x01 = to_float(val.images[pick])
+        noisy = add_noise(x01, info.noise_sigma, torch_generator(seed + 1))
+        return cls(ghn.to(device).eval() if ghn is not None else None, normalize(x01, info).to(device),
+                   normalize(noisy, info).to(device), val.labels[pick].to(device), device, seed)
+
+
+@dataclass(frozen=True)
+class Proxy:
+    name: str
+    direction: str  # "maximize" or "minimize"
+    fn: Callable[[nn.Module, ProxyContext], float]
+    doc: str
+
+
+def _predict(model: nn.Module, ctx: ProxyContext) -> nn.Module:
+    if ctx.ghn is None:
+        raise ValueError("this proxy needs a GHN: build the ProxyContext with one (e.g. load_ghn())")
+    model = model.to(ctx.device)
+    ctx.ghn.predict(model)
+    return model
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, images: torch.Tensor, ctx: ProxyContext) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), ctx.batch_size):
+        x = images[start: start + ctx.batch_size]
+        correct += (model(x).argmax(1) == ctx.labels[start: start + len(x)]).sum().item()
+    return 100.0 * correct / len(images)
+
+
+def ghn_accuracy(model: nn.Module, ctx: ProxyContext) -> float:
+    """Top-1 (%) of GHN-predicted parameters on the fixed validation images (BN batch statistics)."""
+    return _accuracy(_predict(model, ctx), ctx.images, ctx)
+
+
+def ghn_robustness(model: nn.Module, ctx: ProxyContext) -> float:
+    """The same under Gaussian noise (sigma 0.08 on CIFAR, added before normalisation)."""
+    return _accuracy(_predict(model, ctx), ctx.noisy_images, ctx)
+
+
+def trainability(model: nn.Module, ctx: ProxyContext, steps: int = 5, lr: float = 0.025) -> float:
+    """Relative loss drop over a few SGD steps (momentum 0.9) on one batch, from the GHN's parameters."""
+    model = _predict(model, ctx).train()
+    torch.manual_seed(ctx.seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    x, y = ctx.images[: ctx.batch_size], ctx.labels[: ctx.batch_size]
+    losses = []
+    for _ in range(steps + 1):
+        loss = F.cross_entropy(model(x), y)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (losses[0] - losses[-1]) / max(losses[0], 1e-8)
+
+
+def params(model: nn.Module, ctx: ProxyContext) -> float:
+    """Number of parameters (millions)."""
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+@torch.no_grad()
+def flops(model: nn.Module, ctx: ProxyContext) -> float:
+    """Forward FLOPs (millions) for one image, by torch's own counter."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.to(ctx.device).eval()(ctx.images[:1])
+    return counter.get_total_flops() / 1e6
+
+
+def _latency(model: nn.Module, ctx: ProxyContext, batch: int, repeats: int = 5) -> float:
+    model = model.to(ctx.device).eval()
+    x = ctx.images[:1].expand(batch, -1, -1, -1).contiguous()
+    times = []
+    with torch.no_grad():
+        for k in range(repeats + 2):  # two warm-up runs
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(x)
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize()
+            if k >= 2:
+                times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def latency_b1(model: nn.Module, ctx: ProxyContext) -> float:
+    """Median forward time (ms) of one image on the context's device."""
+    return _latency(model, ctx, 1)
+
+
+def latency_b64(model: nn.Module, ctx: ProxyContext) -> float:
+    """Median forward time (ms) of a batch of 64."""
+    return _latency(model, ctx, 64)
+
+
+@torch.no_grad()
+def naswot(model: nn.Module, ctx: ProxyContext) -> float:
+    """NASWOT (Mellor et al. 2021): log-determinant of the kernel of binary ReLU activation codes
+    over one batch, K_ij = #units - Hamming(c_i, c_j)."""
+    model = model.to(ctx.device).train()
+    x = ctx.images[: ctx.batch_size]
+    codes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: codes.append((out > 0).flatten(1).float()))
+             for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not codes:
+        raise ValueError(f"naswot needs ReLU modules; {type(model).__name__} has none")
+    c = torch.cat(codes, 1).double()
+    kernel = c @ c.t() + (1 - c) @ (1 - c).t()  # agreements = #units - Hamming distance
+    return float(torch.slogdet(kernel)[1])
+
+
+def synflow(model: nn.Module, ctx: ProxyContext) -> float:
+    """SynFlow (Tanaka et al. 2020): sum |theta * dR/dtheta| with R the output sum for an all-ones
+    input through |theta| (double precision, BN in eval mode with unit statistics)."""
+    net = copy.deepcopy(model).to(ctx.device).double().eval()
+    for m in net.modules():  # identity statistics: BN only rescales by |gamma|
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.reset_running_stats()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    net.zero_grad()
+    net(torch.ones_like(ctx.images[:1], dtype=torch.float64)).sum().backward()
+    return float(sum((p.detach() * p.grad).abs().sum() for p in net.parameters() if p.grad is not None))
+
+
+PROXIES: dict[str, Proxy] = {p.name: p for p in (
+    Proxy("ghn_accuracy", "maximize", ghn_accuracy, ghn_accuracy.__doc__),
+    Proxy("ghn_robustness", "maximize", ghn_robustness, ghn_robustness.__doc__),
+    Proxy("trainability", "maximize", trainability, trainability.__doc__),
+    Proxy("latency_b1", "minimize", latency_b1, latency_b1.__doc__),
+    Proxy("latency_b64", "minimize", latency_b64, latency_b64.__doc__),
+    Proxy("flops", "minimize", flops, flops.__doc__),
+    Proxy("params", "maximize", params, "Parameters (millions); as an accuracy baseline, more is better."),
+    Proxy("naswot", "maximize", naswot, naswot.__doc__),
+    Proxy("synflow", "maximize", synflow, synflow.__doc__),
+)}
+
+
+def list_proxies() -> list[str]:
+    return list(PROXIES)
+
+
+def compute(name: str, model: nn.Module, ctx: ProxyContext) -> float:
+    """Value of proxy ``name`` for ``model``; an unknown name lists the known ones."""
+    return float(lookup(PROXIES, name, "proxy").fn(model, ctx))

@@ -1,0 +1,56 @@
+"""Proxy conformance: every proxy returns a finite float, deterministic where it should be, with a
+declared direction, on a DeepNets-1M net and a NAS-Bench-201 net."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ghn_core.deepnets import SPLITS, Network
+from ghn_core.deepnets.generate import generate_chunk
+from ghn_core.model import create_ghn
+from ghn_core.nb201 import NB201Network
+from nas.proxies import PROXIES, ProxyContext, compute, list_proxies
+
+TIMING = {"latency_b1", "latency_b64"}
+FULL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+
+
+@pytest.fixture(scope="module")
+def ctx(cifar_dir) -> ProxyContext:
+    torch.manual_seed(0)
+    return ProxyContext.from_data(create_ghn("ghn2"), n_images=128, seed=0, data_dir=str(cifar_dir), device="cpu")
+
+
+def _models():
+    arch = generate_chunk(SPLITS["val"], 0, 1)[0].arch
+    return {"deepnets": lambda: (torch.manual_seed(0), Network(arch, 16))[1],
+            "nb201": lambda: (torch.manual_seed(0), NB201Network(FULL))[1]}
+
+
+@pytest.mark.parametrize("name", list_proxies())
+@pytest.mark.parametrize("family", ["deepnets", "nb201"])
+def test_every_proxy_conforms(ctx, name, family):
+    make = _models()[family]
+    value = compute(name, make(), ctx)
+    assert isinstance(value, float) and math.isfinite(value)
+    assert PROXIES[name].direction in ("maximize", "minimize") and PROXIES[name].doc
+    if name not in TIMING:
+        assert compute(name, make(), ctx) == value  # fresh model, same seed: same value
+
+
+def test_proxies_see_real_differences(ctx):
+    small, big = NB201Network("|none~0|+|skip_connect~0|none~1|+|none~0|skip_connect~1|avg_pool_3x3~2|"), NB201Network(FULL)
+    assert compute("params", big, ctx) > compute("params", small, ctx)
+    assert compute("flops", big, ctx) > compute("flops", small, ctx)
+    noisy_vs_clean = ctx.noisy_images - ctx.images
+    assert noisy_vs_clean.abs().mean() > 0.05  # the robustness proxy really sees other pixels
+
+
+def test_unknown_proxy_and_missing_ghn(ctx):
+    with pytest.raises(ValueError, match=r"unknown proxy 'nawsot'.*Did you mean 'naswot'"):
+        compute("nawsot", NB201Network(FULL), ctx)
+    no_ghn = ProxyContext(None, ctx.images, ctx.noisy_images, ctx.labels, ctx.device)
+    with pytest.raises(ValueError, match="needs a GHN"):
+        compute("ghn_accuracy", NB201Network(FULL), no_ghn)
