@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ghn_core.data import add_noise, get_dataset_info, load_split, normalize, to_float
-from ghn_core.model import GHN2, use_batch_statistics
+from ghn_core.model import GHN2
 from ghn_core.utils import lookup, resolve_device, torch_generator
 
 __all__ = ["ProxyContext", "Proxy", "PROXIES", "compute", "list_proxies"]
