@@ -1,0 +1,161 @@
+"""Search an architecture space on GHN proxies: ``python -m nas.search --objective robustness``.
+
+Each trial draws an architecture from the space (define-by-run), scores it with the objective's
+proxies (seconds on a CPU), and records the architecture and every proxy value on the trial. The
+study lives in an Optuna storage (a SQLite file under ``studies/`` by default; any Optuna URL with
+``--storage``), so ``optuna-dashboard <storage>`` opens it and running the same command again
+continues it. The study records its objective, space, seed and the GHN's weight hash.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import optuna
+
+from ghn_core import load_ghn
+from ghn_core.errors import GhnNasError
+from ghn_core.model.checkpoint import state_hash
+from ghn_core.utils import user_errors
+
+from .objectives import resolve_objectives
+from .proxies import ProxyContext, compute
+from .space import get_space
+
+__all__ = ["SearchConfig", "make_objective", "run_search", "top_trials", "main"]
+
+log = logging.getLogger("nas.search")
+GHN_PROXIES = ("ghn_accuracy", "ghn_robustness", "trainability")  # these write predicted parameters
+
+
+@dataclass
+class SearchConfig:
+    objective: list[str] = field(default_factory=lambda: ["robustness"])
+    space: str = "deepnets"
+    trials: int = 100
+    top_k: int = 5
+    seed: int = 0
+    study_name: str | None = None      # default: "<objectives>-<space>"
+    storage: str | None = None         # default: sqlite:///studies/<study_name>.db
+    ghn: str | None = None             # GHN checkpoint; None: the shipped one
+    data_dir: str | None = None
+    n_images: int = 512                # validation images the GHN proxies score on
+    device: str = "auto"
+
+    def resolved_name(self) -> str:
+        return self.study_name or f"{'+'.join(self.objective)}-{self.space}"
+
+    def resolved_storage(self) -> str:
+        if self.storage:
+            return self.storage
+        Path("studies").mkdir(exist_ok=True)
+        return f"sqlite:///studies/{self.resolved_name()}.db"
+
+
+def make_objective(space, proxies: Sequence[str], ctx: ProxyContext) -> Callable[[optuna.Trial], float | tuple]:
+    """The Optuna objective: build, score with each proxy, record values on the trial."""
+    order = sorted(proxies, key=lambda p: p in GHN_PROXIES)  # proxies that predict parameters run last
+
+    def objective(trial: optuna.Trial):
+        model = space.suggest(trial)
+        values = {}
+        for name in order:
+            values[name] = compute(name, model, ctx)
+            trial.set_user_attr(f"proxy_{name}", values[name])
+        result = tuple(values[p] for p in proxies)
+        return result if len(result) > 1 else result[0]
+
+    return objective
+
+
+def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
+    """Create or continue the study and run trials until it has ``cfg.trials`` finished ones."""
+    proxies, directions = resolve_objectives(cfg.objective)
+    space = get_space(cfg.space)
+    ghn = load_ghn(cfg.ghn)
+    ghn_hash = state_hash(ghn.state_dict())
+    try:
+        study = optuna.create_study(study_name=cfg.resolved_name(), storage=cfg.resolved_storage(),
+                                    directions=directions, load_if_exists=True)
+    except Exception as err:  # Optuna/SQLAlchemy raise many types for a bad URL or a dead server
+        raise GhnNasError(f"cannot open the study storage {cfg.resolved_storage()!r}: {type(err).__name__}: {err}") from None
+    done = sum(t.state.is_finished() for t in study.trials)
+    # A continued study must not replay the random draws of its first run: offset the seed by the
+    # trials already finished (still a pure function of the study's history).
+    seed = cfg.seed + done
+    study.sampler = (optuna.samplers.TPESampler(seed=seed) if len(directions) == 1
+                     else optuna.samplers.NSGAIISampler(seed=seed))
+    attrs = {"objective": cfg.objective, "proxies": proxies, "space": cfg.space, "seed": cfg.seed, "ghn_hash": ghn_hash}
+    for key, value in attrs.items():
+        if key in study.user_attrs and study.user_attrs[key] != value:
+            raise GhnNasError(f"study {cfg.resolved_name()!r} was run with {key}={study.user_attrs[key]!r}, "
+                              f"not {value!r}; pick another --study-name")
+        study.set_user_attr(key, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # metric names: stable in use
+        study.set_metric_names(proxies)
+    if done < cfg.trials:
+        ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
+        log.info("study %s: %d trials done, running %d more", cfg.resolved_name(), done, cfg.trials - done)
+        study.optimize(make_objective(space, proxies, ctx), n_trials=cfg.trials - done, show_progress_bar=progress)
+    return study
+
+
+def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The best ``k`` trials (single objective) or the Pareto front, best first objective first."""
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(study.directions) == 1:
+        reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return sorted(done, key=lambda t: t.value, reverse=reverse)[:k]
+    first_max = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(study.best_trials, key=lambda t: t.values[0], reverse=first_max)[:k]
+
+
+def _table(study: optuna.Study, k: int) -> str:
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    rows = [f"| trial | {' | '.join(names)} | params at C=32 (M) |", "|" + "---|" * (len(names) + 2)]
+    for t in top_trials(study, k):
+        params = t.user_attrs.get("num_params_c32")
+        size = f"{params / 1e6:.2f}" if params is not None else "-"
+        rows.append(f"| {t.number} | {' | '.join(f'{v:.3g}' for v in t.values)} | {size} |")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nas.search", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = SearchConfig()
+    parser.add_argument("--objective", nargs="+", default=defaults.objective,
+                        help="accuracy, robustness, efficiency, trainability (several: multi-objective)")
+    parser.add_argument("--space", default=defaults.space, help="deepnets or nb201")
+    parser.add_argument("--trials", type=int, default=defaults.trials)
+    parser.add_argument("--top-k", type=int, default=defaults.top_k)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--study-name", default=None)
+    parser.add_argument("--storage", default=None, help="an Optuna storage URL (default: a SQLite file in studies/)")
+    parser.add_argument("--ghn", default=None, help="GHN checkpoint (default: the shipped one)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--n-images", type=int, default=defaults.n_images)
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k != "debug"})
+    with user_errors(args.debug):
+        study = run_search(cfg)
+        print(f"study {cfg.resolved_name()} in {cfg.resolved_storage()}: "
+              f"{sum(t.state.is_finished() for t in study.trials)} trials; top {cfg.top_k}:")
+        print(_table(study, cfg.top_k))
+        print(f"open it with: optuna-dashboard {cfg.resolved_storage()}")
+    log.debug("config: %s", asdict(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""nas.search end to end on tiny budgets: every objective, resume, and bad inputs."""
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+from ghn_core.errors import CheckpointError, GhnNasError
+from ghn_core.model import create_ghn, save_checkpoint
+from nas.search import SearchConfig, main, run_search, top_trials
+
+
+@pytest.fixture(scope="module")
+def ghn_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    ghn = create_ghn("ghn2")
+    return str(save_checkpoint(tmp_path_factory.mktemp("ghn") / "ghn.pt",
+                               {"config": ghn.config.to_dict(), "state_dict": ghn.state_dict()}))
+
+
+def _cfg(tmp_path, ghn_ckpt, cifar_dir, **kw) -> SearchConfig:
+    base = dict(trials=2, ghn=ghn_ckpt, data_dir=str(cifar_dir), n_images=64, device="cpu",
+                storage=f"sqlite:///{tmp_path}/study.db")
+    return SearchConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("objectives", [["accuracy"], ["robustness"], ["trainability"], ["efficiency"],
+                                        ["robustness", "efficiency"]])
+def test_each_objective_end_to_end(tmp_path, ghn_ckpt, cifar_dir, objectives):
+    study = run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, objective=objectives, space="nb201"), progress=False)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and len(study.directions) == len(study.user_attrs["proxies"])
+    for t in done:
+        assert "architecture" in t.user_attrs
+        assert all(f"proxy_{p}" in t.user_attrs for p in study.user_attrs["proxies"])
+    assert top_trials(study, 1)
+    assert study.user_attrs["objective"] == objectives and study.user_attrs["space"] == "nb201"
+
+
+def test_rerun_continues_the_study_without_replaying_it(tmp_path, ghn_ckpt, cifar_dir):
+    run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, trials=3, space="nb201"), progress=False)
+    study = run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, trials=6, space="nb201"), progress=False)
+    archs = [t.user_attrs["architecture"] for t in study.trials]
+    assert len(archs) == 6
+    assert archs[3:] != archs[:3]  # the continued run draws new architectures
+    # Another space gets its own study by default; forcing the same name is refused.
+    with pytest.raises(GhnNasError, match="was run with space='nb201'"):
+        run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, trials=7, space="deepnets", study_name=study.study_name),
+                   progress=False)
+
+
+def test_bad_inputs_are_clear_errors(tmp_path, ghn_ckpt, cifar_dir, capsys):
+    with pytest.raises(ValueError, match="unknown objective 'robustnes'.*Did you mean 'robustness'"):
+        run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, objective=["robustnes"]), progress=False)
+    with pytest.raises(GhnNasError, match="cannot open the study storage"):
+        run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, storage="postgresql://nobody@127.0.0.1:1/none"), progress=False)
+    with pytest.raises(CheckpointError, match="no GHN checkpoint"):
+        run_search(_cfg(tmp_path, str(tmp_path / "missing.pt"), cifar_dir), progress=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--objective", "speed", "--ghn", ghn_ckpt, "--storage", f"sqlite:///{tmp_path}/s.db"])
+    assert exit_info.value.code == 2 and "unknown objective 'speed'" in capsys.readouterr().err
