@@ -46,6 +46,10 @@ class SearchConfig:
     data_dir: str | None = None
     n_images: int = 512                # validation images the GHN proxies score on
     device: str = "auto"
+    final_epochs: int = 1              # SGD epochs for each top-k candidate (0: no final training)
+    final_batches: int | None = 50     # batches of 96 images per final epoch (None: the whole set)
+    init: str = "random"               # final training from "random" init or the GHN's parameters ("ghn")
+    out: str | None = None             # run folder for the report; default runs/<study_name>
 
     def resolved_name(self) -> str:
         return self.study_name or f"{'+'.join(self.objective)}-{self.space}"
@@ -107,13 +111,14 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
 
 
 def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    """The best ``k`` trials (single objective) or the Pareto front, best first objective first."""
+    """The best ``k`` trials: by value (single objective), or the Pareto front first and then the rest,
+    each part ordered by the first objective (several objectives)."""
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
     if len(study.directions) == 1:
-        reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        return sorted(done, key=lambda t: t.value, reverse=reverse)[:k]
-    first_max = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(study.best_trials, key=lambda t: t.values[0], reverse=first_max)[:k]
+        return sorted(done, key=lambda t: sign * t.value)[:k]
+    front = {t.number for t in study.best_trials}
+    return sorted(done, key=lambda t: (t.number not in front, sign * t.values[0]))[:k]
 
 
 def _table(study: optuna.Study, k: int) -> str:
@@ -142,17 +147,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--n-images", type=int, default=defaults.n_images)
     parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--final-epochs", type=int, default=defaults.final_epochs,
+                        help="SGD epochs for each of the top-k (0: skip final training)")
+    parser.add_argument("--final-batches", type=int, default=defaults.final_batches,
+                        help="batches per final epoch (a CPU budget; 0: the whole training set)")
+    parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init)
+    parser.add_argument("--out", default=None, help="run folder for report.md and plots")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k != "debug"})
+    cfg.final_batches = cfg.final_batches or None
     with user_errors(args.debug):
         study = run_search(cfg)
         print(f"study {cfg.resolved_name()} in {cfg.resolved_storage()}: "
               f"{sum(t.state.is_finished() for t in study.trials)} trials; top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
-        print(f"open it with: optuna-dashboard {cfg.resolved_storage()}")
+        if cfg.final_epochs > 0:
+            from .finalize import finalize
+            from .label import SGDRecipe
+
+            recipe = SGDRecipe(epochs=cfg.final_epochs, max_batches=cfg.final_batches)
+            finalize(study, get_space(cfg.space), cfg.top_k, recipe, init=cfg.init,
+                     ghn=load_ghn(cfg.ghn) if cfg.init == "ghn" else None, data_dir=cfg.data_dir, device=cfg.device,
+                     seed=cfg.seed)
+        from .report import write_report
+
+        report = write_report(study, cfg.out or Path("runs") / cfg.resolved_name(), top_k=cfg.top_k)
+        print(f"report: {report}")
+        print(f"open the study with: optuna-dashboard {cfg.resolved_storage()}")
     log.debug("config: %s", asdict(cfg))
     return 0
 

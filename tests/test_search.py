@@ -59,3 +59,18 @@ def test_bad_inputs_are_clear_errors(tmp_path, ghn_ckpt, cifar_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--objective", "speed", "--ghn", ghn_ckpt, "--storage", f"sqlite:///{tmp_path}/s.db"])
     assert exit_info.value.code == 2 and "unknown objective 'speed'" in capsys.readouterr().err
+
+
+def test_main_job_trains_the_top_k_and_writes_the_report(tmp_path, ghn_ckpt, cifar_dir, capsys):
+    storage = f"sqlite:///{tmp_path}/main.db"
+    assert main(["--objective", "efficiency", "--space", "nb201", "--trials", "4",
+                 "--top-k", "2", "--final-epochs", "1", "--final-batches", "2", "--init", "ghn", "--n-images", "64",
+                 "--ghn", ghn_ckpt, "--data-dir", str(cifar_dir), "--storage", storage, "--device", "cpu",
+                 "--out", str(tmp_path / "run")]) == 0
+    study = optuna.load_study(study_name="efficiency-nb201", storage=storage)
+    final = study.user_attrs["final"]
+    assert final["init"] == "ghn" and [r["proxy_rank"] for r in final["trials"]] == [1, 2]
+    assert sorted(r["true_rank_clean_acc"] for r in final["trials"]) in ([1, 2], [1, 1])
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Final training (ghn init" in report and (tmp_path / "run" / "pareto.png").is_file()
+    assert "report:" in capsys.readouterr().out

@@ -1,0 +1,55 @@
+"""Train a study's final candidates with SGD and put proxy rank next to true rank.
+
+Only the top-k trials are trained (from scratch, or from the GHN's predicted parameters with
+``init="ghn"``); the results are stored on the study (``study.user_attrs["final"]``) so the report
+and the dashboard read them from the storage.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+import torch
+from scipy.stats import rankdata
+
+from ghn_core.model import GHN2
+
+from .label import SGDRecipe, train_sgd
+from .search import top_trials
+
+__all__ = ["finalize"]
+
+log = logging.getLogger("nas.finalize")
+
+
+def finalize(study: optuna.Study, space, k: int, recipe: SGDRecipe, *, init: str = "random", ghn: GHN2 | None = None,
+             data_dir: str | None = None, device: str = "auto", seed: int = 0) -> list[dict[str, Any]]:
+    """SGD-train the top ``k`` trials; returns (and stores on the study) one record per trial."""
+    if init not in ("random", "ghn"):
+        raise ValueError(f"expected init 'random' or 'ghn', got {init!r} instead")
+    if init == "ghn" and ghn is None:
+        raise ValueError("init='ghn' needs a GHN")
+    trials = top_trials(study, k)
+    records = []
+    for rank, trial in enumerate(trials, start=1):
+        torch.manual_seed(seed)
+        model = space.rebuild(trial.user_attrs)
+        if init == "ghn":
+            # Predicted tensors only: BatchNorm keeps its running statistics for ordinary training.
+            params = ghn.predict_params([model])[0]
+            with torch.no_grad():
+                for name, tensor in params.items():
+                    model.get_parameter(name).copy_(tensor)
+        labels = train_sgd(model, recipe, data_dir=data_dir, device=device, seed=seed)
+        log.info("trial %d (proxy rank %d): clean %.2f%%, noisy %.2f%%", trial.number, rank, labels["clean_acc"],
+                 labels["noisy_acc"])
+        records.append({"trial": trial.number, "proxy_rank": rank, "proxy_values": list(trial.values),
+                        "init": init, **{k_: v for k_, v in labels.items() if k_ != "train_acc_curve"},
+                        "train_acc_curve": labels["train_acc_curve"]})
+    for key in ("clean_acc", "noisy_acc"):
+        true_rank = rankdata([-r[key] for r in records], method="min")
+        for r, tr in zip(records, true_rank):
+            r[f"true_rank_{key}"] = int(tr)
+    study.set_user_attr("final", {"recipe": recipe.__dict__, "init": init, "seed": seed, "trials": records})
+    return records
