@@ -1,12 +1,14 @@
-"""nas: architecture search on GHN proxies: spaces, proxies, predictors, objectives and the search."""
-from .finalize import finalize
+"""nas: architecture search on GHN proxies.
+
+Modules: ``space`` (search spaces), ``proxies``, ``predictors``, ``objectives``, and the command-line
+jobs ``search``, ``label``, ``scorecard`` (run with ``python -m nas.<job>``; import them directly,
+e.g. ``from nas.search import run_search``), with ``finalize`` and ``report`` behind ``search``.
+"""
 from .objectives import OBJECTIVES, resolve_objectives
 from .predictors import fit_predictor, make_predictor, rank_correlations
 from .proxies import PROXIES, ProxyContext, compute, list_proxies
-from .report import write_report
-from .search import SearchConfig, run_search
 from .space import CustomSpace, DeepNetsSpace, NB201Space, get_space
 
 __all__ = ["DeepNetsSpace", "NB201Space", "CustomSpace", "get_space", "ProxyContext", "PROXIES", "compute",
            "list_proxies", "make_predictor", "fit_predictor", "rank_correlations", "OBJECTIVES",
-           "resolve_objectives", "SearchConfig", "run_search", "finalize", "write_report"]
+           "resolve_objectives"]
