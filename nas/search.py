@@ -48,6 +48,7 @@ class SearchConfig:
     device: str = "auto"
     final_epochs: int = 1              # SGD epochs for each top-k candidate (0: no final training)
     final_batches: int | None = 50     # batches of 96 images per final epoch (None: the whole set)
+    final_eval_batches: int | None = None  # test batches of 256 scored per candidate (None: all 10k)
     init: str = "random"               # final training from "random" init or the GHN's parameters ("ghn")
     out: str | None = None             # run folder for the report; default runs/<study_name>
 
@@ -151,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="SGD epochs for each of the top-k (0: skip final training)")
     parser.add_argument("--final-batches", type=int, default=defaults.final_batches,
                         help="batches per final epoch (a CPU budget; 0: the whole training set)")
+    parser.add_argument("--final-eval-batches", type=int, default=0,
+                        help="test batches of 256 scored per candidate (a CPU budget; 0: the whole test set)")
     parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init)
     parser.add_argument("--out", default=None, help="run folder for report.md and plots")
     parser.add_argument("--debug", action="store_true")
@@ -159,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k != "debug"})
     cfg.final_batches = cfg.final_batches or None
+    cfg.final_eval_batches = cfg.final_eval_batches or None
     with user_errors(args.debug):
         study = run_search(cfg)
         print(f"study {cfg.resolved_name()} in {cfg.resolved_storage()}: "
@@ -168,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .finalize import finalize
             from .label import SGDRecipe
 
-            recipe = SGDRecipe(epochs=cfg.final_epochs, max_batches=cfg.final_batches)
+            recipe = SGDRecipe(epochs=cfg.final_epochs, max_batches=cfg.final_batches,
+                               eval_batches=cfg.final_eval_batches)
             finalize(study, get_space(cfg.space), cfg.top_k, recipe, init=cfg.init,
                      ghn=load_ghn(cfg.ghn) if cfg.init == "ghn" else None, data_dir=cfg.data_dir, device=cfg.device,
                      seed=cfg.seed)

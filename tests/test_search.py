@@ -64,7 +64,8 @@ def test_bad_inputs_are_clear_errors(tmp_path, ghn_ckpt, cifar_dir, capsys):
 def test_main_job_trains_the_top_k_and_writes_the_report(tmp_path, ghn_ckpt, cifar_dir, capsys):
     storage = f"sqlite:///{tmp_path}/main.db"
     assert main(["--objective", "efficiency", "--space", "nb201", "--trials", "4",
-                 "--top-k", "2", "--final-epochs", "1", "--final-batches", "2", "--init", "ghn", "--n-images", "64",
+                 "--top-k", "2", "--final-epochs", "1", "--final-batches", "2", "--final-eval-batches", "2",
+                 "--init", "ghn", "--n-images", "64",
                  "--ghn", ghn_ckpt, "--data-dir", str(cifar_dir), "--storage", storage, "--device", "cpu",
                  "--out", str(tmp_path / "run")]) == 0
     study = optuna.load_study(study_name="efficiency-nb201", storage=storage)
