@@ -4,9 +4,13 @@ A checkpoint is a plain dict saved with ``torch.save``::
 
     {"format": "ghn-nas/ghn", "version": 1, "config": GHN2Config as dict, "state_dict": ...,
      "train": {training arguments, data, step count, ...}, "metrics": {...},
-     "optimizer": ..., "scheduler": ..., "rng": ...}   # the last three only in resumable files
+     "optimizer": ...,    # only in resumable (training) files
+     "checksum": ...}     # sha256 of everything above; files written before it existed lack it
 
-Loading uses ``weights_only=True``, so a checkpoint cannot run code.
+Loading uses ``weights_only=True``, so a checkpoint cannot run code. Writes are atomic (temp file,
+fsync, rename), so a killed writer leaves the old file whole and at most a stray ``*.tmp``; the
+checksum catches what the zip container does not (torch checks no CRC on load, so a flipped byte
+inside a tensor would otherwise load silently).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -22,7 +26,8 @@ from ..errors import CheckpointError
 from .config import GHN2Config
 from .ghn import GHN2
 
-__all__ = ["save_checkpoint", "read_checkpoint", "ghn_from_checkpoint", "clean_state_dict", "state_hash"]
+__all__ = ["save_checkpoint", "read_checkpoint", "ghn_from_checkpoint", "clean_state_dict", "state_hash",
+           "remove_partial_writes"]
 
 FORMAT = "ghn-nas/ghn"
 VERSION = 1
@@ -48,11 +53,40 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (with format tags added) to ``path`` atomically: temp file, then rename."""
+def _walk(obj: Any, key: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, leaf) pairs of a nested payload in a fixed order (dict keys sorted)."""
+    if isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            yield from _walk(obj[k], f"{key}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{key}/{i}")
+    else:
+        yield key, obj
+
+
+def payload_checksum(payload: dict[str, Any]) -> str:
+    """sha256 over every value of ``payload`` but its own ``checksum`` (tensors by their bytes)."""
+    h = hashlib.sha256()
+    for key, value in _walk({k: v for k, v in payload.items() if k != "checksum"}):
+        h.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            h.update(str(value.dtype).encode())
+            h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(value).encode())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any], *, previous: str | Path | None = None) -> Path:
+    """Write ``payload`` (with format tags and a checksum added) to ``path`` atomically: temp file,
+    fsync, rename. With ``previous``, the file already at ``path`` is first renamed to ``previous``,
+    so that a checkpoint later found unreadable has a whole one to fall back on.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **payload}
+    payload["checksum"] = payload_checksum(payload)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -60,11 +94,26 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary shared file
+        if previous is not None and path.exists():
+            # A kill between these two renames leaves no `path`, and readers fall back to `previous`.
+            os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_partial_writes(path: str | Path) -> list[Path]:
+    """Delete the temp files that writers of ``path`` killed mid-write left behind; returns them.
+
+    Only for a file no live process is writing (e.g. a training run's own checkpoint at start).
+    """
+    path = Path(path)
+    stray = sorted(path.parent.glob(path.name + ".*.tmp"))
+    for tmp in stray:
+        tmp.unlink(missing_ok=True)
+    return stray
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -86,6 +135,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("config", "state_dict"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint has no {key!r}")
+    if "checksum" in payload and payload["checksum"] != payload_checksum(payload):
+        raise CheckpointError(f"{path} is corrupt: its contents do not match the checksum stored with them")
     return payload
 
 
