@@ -4,8 +4,14 @@ One loop, nanoGPT style: draw a meta-batch of architectures and a batch of image
 parameter of every net, run the nets on the images, back-propagate the mean cross-entropy into
 the GHN, clip, step. Defaults are the paper's recipe (:class:`TrainConfig`); presets override a few
 fields for small budgets. Every random choice of step ``k`` is a function of (seed, k), so a
-resumed run continues exactly where the stopped one was. The same entry point runs under
-``torchrun``: each rank draws its own nets and images, gradients are averaged, rank 0 writes.
+resumed run continues exactly where the stopped one was.
+
+The same entry point runs under ``torchrun --nproc_per_node N -m ghn_core.train ...``:
+``batch_size`` and ``meta_batch`` stay totals per step, split evenly over the ranks; each rank draws
+its own nets and trains on its own 1/N of the images; gradients are averaged in one all-reduce, so
+every rank takes the same step; rank 0 alone writes the log and the checkpoints. A run resumes on
+any number of ranks. Checkpoints rotate ``last.pt`` -> ``prev.pt``; a restart uses the newest
+one that reads cleanly.
 """
 from __future__ import annotations
 
@@ -30,10 +36,10 @@ from tqdm.auto import tqdm
 
 from .data import BatchLoader, load_split
 from .deepnets import DeepNets1M, Network, architecture_graph, generate_split, get_split, sample_width
-from .errors import GhnNasError
+from .errors import CheckpointError, GhnNasError
 from .graph import Graph
-from .model import GHN2, create_ghn, ghn_from_checkpoint, read_checkpoint, save_checkpoint
-from .model.checkpoint import state_hash
+from .model import GHN2, create_ghn, ghn_from_checkpoint, save_checkpoint
+from .model.checkpoint import remove_partial_writes, state_hash
 from .utils import resolve_device, user_errors
 
 __all__ = ["TrainConfig", "PRESETS", "train", "train_step", "sample_meta_batch", "MetaBatch", "main"]
@@ -59,9 +65,9 @@ class TrainConfig:
     milestones: tuple[float, ...] = (200, 250)  # epochs at which lr drops by gamma
     gamma: float = 0.1
     grad_clip: float = 5.0
-    batch_size: int = 64                # images per step
-    meta_batch: int = 8                 # architectures per step
-    max_nodes: int = 2200               # a meta-batch with more graph nodes is redrawn
+    batch_size: int = 64                # images per step (all ranks together)
+    meta_batch: int = 8                 # architectures per step (all ranks together)
+    max_nodes: int = 2200               # a meta-batch with more graph nodes is redrawn (per rank: its share)
     width_scale: float = 1.0            # multiply the §1.2 widths (0.5: narrower nets for CPU budgets)
     # run
     out: str = "runs/ghn2"
@@ -143,9 +149,38 @@ def train_step(ghn: GHN2, meta: MetaBatch, images: torch.Tensor, labels: torch.T
     """Predict the nets' parameters, classify ``images`` with each, back-propagate into the GHN.
 
     Returns loss, accuracy (mean over nets) and gradient norm. With ``optimizer=None`` only the
-    forward and backward run. A non-finite loss or gradient leaves the GHN untouched and returns
-    ``{"skipped": 1.0, ...}``.
+    forward and backward run. A non-finite loss or gradient, or running out of memory, leaves the
+    GHN untouched and returns ``{"skipped": 1.0, ...}``.
+
+    With ``world_size > 1`` (under ``torchrun``) each rank passes its own nets and images; the
+    gradients, loss and accuracy are averaged over the ranks, so every rank takes the same step,
+    and a step that fails on any rank is skipped by all of them.
     """
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    try:
+        loss, acc = _forward_backward(ghn, meta, images, labels, amp)
+    except torch.OutOfMemoryError:
+        ghn.zero_grad(set_to_none=True)
+        if images.device.type == "cuda":
+            torch.cuda.empty_cache()
+        loss, acc = float("nan"), 0.0
+    if world_size > 1:
+        loss, acc = _average_over_ranks(ghn, loss, acc, world_size)
+    elif not math.isfinite(loss):
+        return {"loss": loss, "acc": acc, "grad_norm": float("nan"), "skipped": 1.0}
+    grad_norm = float(nn.utils.clip_grad_norm_(ghn.parameters(), grad_clip))
+    if not math.isfinite(grad_norm):
+        ghn.zero_grad(set_to_none=True)
+        return {"loss": loss, "acc": acc, "grad_norm": grad_norm, "skipped": 1.0}
+    if optimizer is not None:
+        optimizer.step()
+    return {"loss": loss, "acc": acc, "grad_norm": grad_norm, "skipped": 0.0}
+
+
+def _forward_backward(ghn: GHN2, meta: MetaBatch, images: torch.Tensor, labels: torch.Tensor,
+                      amp: bool) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the meta-batch's nets; back-propagates a finite loss."""
     device = images.device
     # NHWC lets oneDNN/cuDNN pick their fast conv kernels.
     images = images.contiguous(memory_format=torch.channels_last)
@@ -157,25 +192,34 @@ def train_step(ghn: GHN2, meta: MetaBatch, images: torch.Tensor, labels: torch.T
             losses.append(F.cross_entropy(logits.float(), labels))
             correct += (logits.argmax(1) == labels).float().mean().item()
         loss = torch.stack(losses).mean()
-    if optimizer is not None:
-        optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
-        return {"loss": float(loss.detach()), "acc": correct / len(meta.nets), "grad_norm": float("nan"), "skipped": 1.0}
-    loss.backward()
-    if world_size > 1:
-        for p in ghn.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= world_size
-    grad_norm = float(nn.utils.clip_grad_norm_(ghn.parameters(), grad_clip))
-    if not math.isfinite(grad_norm):
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-        return {"loss": float(loss.detach()), "acc": correct / len(meta.nets), "grad_norm": grad_norm, "skipped": 1.0}
-    if optimizer is not None:
-        optimizer.step()
-    loss = loss.detach()
-    return {"loss": float(loss), "acc": correct / len(meta.nets), "grad_norm": grad_norm, "skipped": 0.0}
+    if torch.isfinite(loss):
+        loss.backward()
+    return float(loss.detach()), correct / len(meta.nets)
+
+
+def _average_over_ranks(ghn: GHN2, loss: float, acc: float, world_size: int) -> tuple[float, float]:
+    """Average the gradients, loss and accuracy over all ranks; returns the mean loss and accuracy.
+
+    Everything travels in one flat buffer, so a step costs one all-reduce rather than one per
+    tensor. (torch's DistributedDataParallel would hook the backward instead, but the GHN's
+    forward is ``predict_params`` + ``functional_call``, and a rank that skips its backward would
+    leave the others waiting.) A rank with a non-finite loss sends NaN gradients: every rank then
+    sees a non-finite norm and skips the step. A parameter no rank used keeps ``grad=None``.
+    """
+    params = list(ghn.parameters())
+    sizes = [p.numel() for p in params]
+    n = sum(sizes)
+    grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+    extra = [float(p.grad is not None) for p in params] + [loss, acc]
+    flat = torch.cat(grads + [torch.tensor(extra, dtype=grads[0].dtype, device=grads[0].device)])
+    if not math.isfinite(loss):
+        flat[:n] = float("nan")
+    dist.all_reduce(flat)
+    flat /= world_size
+    used = flat[n:n + len(params)].tolist()
+    for p, g, u in zip(params, flat[:n].split(sizes), used):
+        p.grad = g.view_as(p) if u > 0 else None
+    return float(flat[-2]), float(flat[-1])
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -185,6 +229,7 @@ class _Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # train() set up the process group, so it tears it down
 
     @property
     def is_main(self) -> bool:
@@ -195,13 +240,31 @@ def _setup_distributed(device: torch.device) -> _Dist:
     """All DDP decisions in one place: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK."""
     if "RANK" not in os.environ:
         return _Dist()
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend)
-    d = _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    owns_group = not dist.is_initialized()
+    if owns_group:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    d = _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns_group)
+    if d.world_size > 64:
+        raise GhnNasError(f"at most 64 ranks are supported (each step has 64 per-rank seeds), got {d.world_size}")
     if device.type == "cuda":
         torch.cuda.set_device(d.local_rank)
     return d
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of everything random in one rank's step: a resumed run redraws the same."""
+    return (seed * 1_000_003 + step) * 64 + rank
+
+
+def _check_replicas(ghn: GHN2, step: int) -> None:
+    """Stop if the ranks' GHNs differ: they start equal and take the same averaged steps, so a
+    difference means a rank resumed from another file or skipped a step the others took."""
+    mine = (step, state_hash(ghn.state_dict()))
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    if any(other != everyone[0] for other in everyone):
+        raise GhnNasError(f"the ranks' GHNs differ at step {step}: (step, weights hash) per rank: {everyone}; "
+                          f"all ranks must see the same --out folder")
 
 
 def lr_at(cfg: TrainConfig, epoch: float) -> float:
@@ -211,26 +274,55 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
 
 @dataclass
 class _Start:
-    """Where a run starts: a fresh GHN, another checkpoint's weights (--init), or its own last.pt."""
+    """Where a run starts: a fresh GHN, another checkpoint's weights (--init), or its own checkpoint."""
 
     ghn: GHN2
     optimizer_state: dict | None = None
-    step: int = 0            # steps this run already did (resuming its own last.pt)
+    step: int = 0            # steps this run already did (resuming its own checkpoint)
     prior_steps: int = 0     # steps behind the weights it started from (--init)
     wall_time: float = 0.0   # seconds this run already trained
+    world_size: int = 1      # ranks of the run that wrote the checkpoint resumed from
 
 
-def _starting_point(cfg: TrainConfig, last: Path) -> _Start:
-    if last.exists():
-        payload = read_checkpoint(last)
-        ghn, _ = ghn_from_checkpoint(last)
-        saved, now = payload["train"]["config"], json.loads(json.dumps(asdict(cfg)))
+def _read_resumable(paths: Sequence[Path], *, is_main: bool) -> tuple[Path, GHN2, dict]:
+    """The first of ``paths`` (newest first) that is a whole, resumable checkpoint.
+
+    Rank 0 warns about each unreadable one and renames it to ``*.corrupt``, so that the next
+    rotation cannot push it over the good one. If none reads, the error names each file and its
+    problem, and every file stays where it is.
+    """
+    bad: list[tuple[Path, CheckpointError]] = []
+    for path in paths:
+        try:
+            ghn, payload = ghn_from_checkpoint(path)
+            if "train" not in payload or "optimizer" not in payload:
+                raise CheckpointError(f"{path} holds GHN weights but no training state to resume")
+        except CheckpointError as err:
+            bad.append((path, err))
+            continue
+        if is_main:
+            for skipped, err in bad:
+                kept = skipped.with_name(skipped.name + ".corrupt")
+                os.replace(skipped, kept)
+                log.warning("cannot resume from %s (%s); resuming from %s instead, the bad file is kept as %s",
+                            skipped, err, path, kept)
+        return path, ghn, payload
+    raise CheckpointError("no checkpoint to resume from reads cleanly: " + "; ".join(str(e) for _, e in bad)
+                          + ". Move these files away to start afresh, or use another --out.")
+
+
+def _starting_point(cfg: TrainConfig, out: Path, is_main: bool) -> _Start:
+    found = [p for p in (out / "last.pt", out / "prev.pt") if p.exists()]
+    if found:
+        path, ghn, payload = _read_resumable(found, is_main=is_main)
+        # Through JSON both sides compare alike (a saved tuple would differ from a list).
+        saved, now = (json.loads(json.dumps(c)) for c in (payload["train"]["config"], asdict(cfg)))
         changed = sorted(k for k in now if saved.get(k) != now[k])
-        if changed:
-            log.warning("resuming %s with changed settings: %s", last, changed)
+        if changed and is_main:
+            log.warning("resuming %s with changed settings: %s", path, changed)
         t = payload["train"]
-        return _Start(ghn, payload.get("optimizer"), int(t["step"]), int(t.get("prior_steps", 0)),
-                      float(t.get("wall_time_s", 0.0)))
+        return _Start(ghn, payload["optimizer"], int(t["step"]), int(t.get("prior_steps", 0)),
+                      float(t.get("wall_time_s", 0.0)), int(t.get("world_size", 1)))
     if cfg.init:
         ghn, payload = ghn_from_checkpoint(cfg.init)
         steps = int(payload.get("train", {}).get("total_steps", 0))
@@ -271,21 +363,36 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     ddp = _setup_distributed(device)
     if ddp.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", ddp.local_rank)
+    if cfg.batch_size % ddp.world_size or cfg.meta_batch % ddp.world_size:
+        raise GhnNasError(f"--batch_size {cfg.batch_size} and --meta_batch {cfg.meta_batch} are totals per step, "
+                          f"split evenly over the {ddp.world_size} ranks: use multiples of {ddp.world_size}")
+    batch_size, meta_batch = cfg.batch_size // ddp.world_size, cfg.meta_batch // ddp.world_size
+    max_nodes = cfg.max_nodes * meta_batch // cfg.meta_batch  # the node cap scales with the nets drawn
     out = Path(cfg.out)
-    last = out / "last.pt"
+    last, prev = out / "last.pt", out / "prev.pt"
 
-    start = _starting_point(cfg, last)
+    if ddp.is_main:
+        for tmp in remove_partial_writes(last):
+            log.warning("removed %s, left by a run killed while writing a checkpoint", tmp)
+    start = _starting_point(cfg, out, ddp.is_main)
+    if start.step and ddp.is_main:
+        log.info("resuming at step %d (written by %d rank(s), continuing on %d)", start.step,
+                 start.world_size, ddp.world_size)
     ghn = start.ghn.to(device).train()
     optimizer = torch.optim.Adam(ghn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if start.optimizer_state is not None:
         optimizer.load_state_dict(start.optimizer_state)
     start_step, prior_steps, wall_time = start.step, start.prior_steps, start.wall_time
+    if ddp.world_size > 1:
+        _check_replicas(ghn, start_step)
 
     store = _open_train_store(cfg, ddp.is_main)
     images = load_split(cfg.dataset, "train", data_dir=cfg.data_dir)
-    loader = BatchLoader(images, cfg.batch_size, shuffle=True, augment=True, device=device,
+    steps_per_epoch = len(images) // cfg.batch_size
+    if ddp.world_size > 1:  # each rank draws its batches from its own 1/N of the images
+        images = images.subset(torch.arange(ddp.rank, len(images), ddp.world_size))
+    loader = BatchLoader(images, batch_size, shuffle=True, augment=True, device=device,
                          seed=cfg.seed + 7919 * ddp.rank, drop_last=True)
-    steps_per_epoch = len(loader)
     total_steps = int(cfg.epochs * steps_per_epoch)
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
@@ -293,7 +400,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     if cfg.eval_nets and ddp.is_main:
         from .evaluate import eval_loader
 
-        val_store = DeepNets1M(_ensure_split(cfg, "val", ddp.is_main))
+        val_store = DeepNets1M(_ensure_split(cfg, "val"))
         val_loader = eval_loader(cfg.dataset, "val", data_dir=cfg.data_dir, device=device)
 
     metrics_path = out / "metrics.jsonl"
@@ -314,7 +421,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                       "train_nets": len(store), "world_size": ddp.world_size, "device": str(device),
                       "wall_time_s": wall_time + time.perf_counter() - t_start},
             "metrics": metrics,
-        })
+        }, previous=prev)
 
     t_start = time.perf_counter()
     t_ckpt = time.perf_counter()
@@ -326,34 +433,30 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     while step < total_steps:
         loader.set_epoch(epoch)
         skip = step - epoch * steps_per_epoch  # batches of this epoch done before a resume
-        for b, (x, y) in enumerate(loader):
+        for b, (x, y) in zip(range(steps_per_epoch), loader):
             if b < skip:
                 continue
             if step >= total_steps:
                 break
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step / steps_per_epoch)
-            rng = random.Random((cfg.seed * 1_000_003 + step) * 64 + ddp.rank)
-            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout inside the sampled nets
-            meta = sample_meta_batch(store, rng, meta_batch=cfg.meta_batch, max_nodes=cfg.max_nodes,
+            seed = _step_seed(cfg.seed, step, ddp.rank)
+            rng = random.Random(seed)
+            torch.manual_seed(seed)  # dropout inside the sampled nets
+            meta = sample_meta_batch(store, rng, meta_batch=meta_batch, max_nodes=max_nodes,
                                      num_classes=len(images.classes), width_scale=cfg.width_scale,
                                      s_max=max(ghn.config.virtual_edges, 1))
             t0 = time.perf_counter()
-            try:
-                stats = train_step(ghn, meta, x, y, optimizer=optimizer, grad_clip=cfg.grad_clip, amp=cfg.amp,
-                                   world_size=ddp.world_size)
-            except torch.OutOfMemoryError:
-                optimizer.zero_grad(set_to_none=True)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                stats = {"loss": float("nan"), "acc": 0.0, "grad_norm": float("nan"), "skipped": 1.0}
+            stats = train_step(ghn, meta, x, y, optimizer=optimizer, grad_clip=cfg.grad_clip, amp=cfg.amp,
+                               world_size=ddp.world_size)
             stats["step_time"] = time.perf_counter() - t0
             stats["nodes"] = meta.num_nodes
-            if stats["skipped"]:
+            if stats["skipped"]:  # all ranks agree (train_step averages over them)
                 failures += 1
                 skipped_total += 1
-                log.warning("step %d skipped (loss %s, grad norm %s); %d in a row", step, stats["loss"],
-                            stats["grad_norm"], failures)
+                if ddp.is_main:
+                    log.warning("step %d skipped (loss %s, grad norm %s); %d in a row", step, stats["loss"],
+                                stats["grad_norm"], failures)
                 if failures > cfg.max_failures:
                     raise GhnNasError(f"{failures} consecutive steps had a non-finite loss or ran out of memory; "
                                       f"stopping (last checkpoint: {last})")
@@ -369,6 +472,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                     f.write(json.dumps({"step": step, "epoch": step / steps_per_epoch, "lr": lr_at(cfg, step / steps_per_epoch),
                                         **summary, "skipped": skipped_total}) + "\n")
                 window = []
+            # Only rank 0 acts on a checkpoint; the time-based trigger may differ between ranks.
             due = step % cfg.ckpt_every == 0 or time.perf_counter() - t_ckpt > 60 * cfg.ckpt_every_minutes
             if due or step == total_steps:
                 metrics = {**summary, "skipped": skipped_total}
@@ -378,16 +482,20 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                         f.write(json.dumps({"step": step, "event": "eval", **metrics}) + "\n")
                 checkpoint(step, metrics)
                 t_ckpt = time.perf_counter()
+            if ddp.world_size > 1 and (step % cfg.ckpt_every == 0 or step == total_steps):
+                _check_replicas(ghn, step)
         epoch += 1
     bar.close()
     if ddp.is_main:
         log.info("done: %d steps, checkpoint %s (weights %s)", step, last, state_hash(ghn.state_dict()))
+    if ddp.owns_group:
+        dist.destroy_process_group()
     return last
 
 
-def _ensure_split(cfg: TrainConfig, split: str, is_main: bool) -> Path:
+def _ensure_split(cfg: TrainConfig, split: str) -> Path:
     path = Path(cfg.deepnets_dir) / f"deepnets1m_{split}.h5"
-    if not path.exists() and is_main:
+    if not path.exists():
         generate_split(split, get_split(split).size, cfg.deepnets_dir, progress=False)
     return path
 
@@ -425,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, debug = parse_args(argv)
     with user_errors(debug):
         path = train(cfg)
-    print(f"checkpoint: {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        print(f"checkpoint: {path}")
     return 0
 
 
