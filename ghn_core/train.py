@@ -167,7 +167,8 @@ def train_step(ghn: GHN2, meta: MetaBatch, images: torch.Tensor, labels: torch.T
         loss, acc = float("nan"), 0.0
     if world_size > 1:
         loss, acc = _average_over_ranks(ghn, loss, acc, world_size)
-    elif not math.isfinite(loss):
+    if not math.isfinite(loss):  # under torchrun: on any rank, as the mean is then non-finite too
+        ghn.zero_grad(set_to_none=True)
         return {"loss": loss, "acc": acc, "grad_norm": float("nan"), "skipped": 1.0}
     grad_norm = float(nn.utils.clip_grad_norm_(ghn.parameters(), grad_clip))
     if not math.isfinite(grad_norm):
@@ -203,8 +204,9 @@ def _average_over_ranks(ghn: GHN2, loss: float, acc: float, world_size: int) -> 
     Everything travels in one flat buffer, so a step costs one all-reduce rather than one per
     tensor. (torch's DistributedDataParallel would hook the backward instead, but the GHN's
     forward is ``predict_params`` + ``functional_call``, and a rank that skips its backward would
-    leave the others waiting.) A rank with a non-finite loss sends NaN gradients: every rank then
-    sees a non-finite norm and skips the step. A parameter no rank used keeps ``grad=None``.
+    leave the others waiting.) Every rank joins, even one whose loss is non-finite: the mean loss
+    is then non-finite on all ranks, and all skip the step. A parameter no rank used keeps
+    ``grad=None``.
     """
     params = list(ghn.parameters())
     sizes = [p.numel() for p in params]
@@ -212,8 +214,6 @@ def _average_over_ranks(ghn: GHN2, loss: float, acc: float, world_size: int) -> 
     grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
     extra = [float(p.grad is not None) for p in params] + [loss, acc]
     flat = torch.cat(grads + [torch.tensor(extra, dtype=grads[0].dtype, device=grads[0].device)])
-    if not math.isfinite(loss):
-        flat[:n] = float("nan")
     dist.all_reduce(flat)
     flat /= world_size
     used = flat[n:n + len(params)].tolist()
