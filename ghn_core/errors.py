@@ -26,6 +26,10 @@ class GraphError(GhnNasError, ValueError):
     """A module cannot be turned into a computational graph."""
 
 
+class DisconnectedGraphError(GraphError):
+    """The network's output does not depend on its input (e.g. an NB201 cell of 'none' edges)."""
+
+
 class UnsupportedModuleError(GraphError):
     """A module type the graph builder has no node kind for."""
 

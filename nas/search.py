@@ -2,32 +2,39 @@
 
 Each trial draws an architecture from the space (define-by-run), scores it with the objective's
 proxies (seconds on a CPU), and records the architecture and every proxy value on the trial. The
-study lives in an Optuna storage (a SQLite file under ``studies/`` by default; any Optuna URL with
-``--storage``), so ``optuna-dashboard <storage>`` opens it and running the same command again
-continues it. The study records its objective, space, seed and the GHN's weight hash.
+study lives in an Optuna storage (a SQLite file under ``studies/`` by default; a journal file or a
+PostgreSQL URL with ``--storage``, see ``nas.storage``), so ``optuna-dashboard <storage>`` opens it,
+running the same command again continues it, and ``--workers N`` (or N commands on several hosts)
+share it. Ctrl-C leaves the study consistent (the interrupted trial is marked FAIL). The study records
+its objective, space, seed and the GHN's weight hash.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import sys
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import optuna
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
 
 from ghn_core import load_ghn
-from ghn_core.errors import GhnNasError
+from ghn_core.errors import DisconnectedGraphError, GhnNasError
 from ghn_core.model.checkpoint import state_hash
 from ghn_core.utils import user_errors
 
 from .objectives import resolve_objectives
 from .proxies import ProxyContext, compute
 from .space import get_space
+from .storage import dashboard_url, open_storage, recover_orphans, worker_id
 
-__all__ = ["SearchConfig", "make_objective", "run_search", "top_trials", "main"]
+__all__ = ["SearchConfig", "make_objective", "open_study", "search_worker", "run_search", "top_trials", "main"]
 
 log = logging.getLogger("nas.search")
 GHN_PROXIES = ("ghn_accuracy", "ghn_robustness", "trainability")  # these write predicted parameters
@@ -51,26 +58,37 @@ class SearchConfig:
     final_eval_batches: int | None = None  # test batches of 256 scored per candidate (None: all 10k)
     init: str = "random"               # final training from "random" init or the GHN's parameters ("ghn")
     out: str | None = None             # run folder for the report; default runs/<study_name>
+    workers: int = 1                   # processes running trials on the study at once
 
     def resolved_name(self) -> str:
         return self.study_name or f"{'+'.join(self.objective)}-{self.space}"
 
     def resolved_storage(self) -> str:
+        """The storage URL: ``--storage``, else a file under studies/ (SQLite for one worker, a
+        journal file for several)."""
         if self.storage:
             return self.storage
         Path("studies").mkdir(exist_ok=True)
+        if self.workers > 1:
+            return f"journal:studies/{self.resolved_name()}.journal"
         return f"sqlite:///studies/{self.resolved_name()}.db"
 
 
 def make_objective(space, proxies: Sequence[str], ctx: ProxyContext) -> Callable[[optuna.Trial], float | tuple]:
     """The Optuna objective: build, score with each proxy, record values on the trial."""
     order = sorted(proxies, key=lambda p: p in GHN_PROXIES)  # proxies that predict parameters run last
+    me = worker_id()
 
     def objective(trial: optuna.Trial):
+        trial.set_user_attr("worker", me)  # lets other workers fail this trial if this process dies
         model = space.suggest(trial)
         values = {}
         for name in order:
-            values[name] = compute(name, model, ctx)
+            try:
+                values[name] = compute(name, model, ctx)
+            except DisconnectedGraphError as err:  # a legal but useless draw: prune it, draw another
+                trial.set_user_attr("pruned_because", str(err))
+                raise optuna.TrialPruned(str(err)) from None
             trial.set_user_attr(f"proxy_{name}", values[name])
         result = tuple(values[p] for p in proxies)
         return result if len(result) > 1 else result[0]
@@ -78,36 +96,104 @@ def make_objective(space, proxies: Sequence[str], ctx: ProxyContext) -> Callable
     return objective
 
 
-def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
-    """Create or continue the study and run trials until it has ``cfg.trials`` finished ones."""
+def _complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def open_study(cfg: SearchConfig) -> optuna.Study:
+    """Create or load the study and check it was run with the same objective, space, seed and GHN."""
     proxies, directions = resolve_objectives(cfg.objective)
-    space = get_space(cfg.space)
-    ghn = load_ghn(cfg.ghn)
-    ghn_hash = state_hash(ghn.state_dict())
+    get_space(cfg.space)  # an unknown space fails before anything is written
+    ghn_hash = state_hash(load_ghn(cfg.ghn).state_dict())
+    storage = open_storage(cfg.resolved_storage())
     try:
-        study = optuna.create_study(study_name=cfg.resolved_name(), storage=cfg.resolved_storage(),
-                                    directions=directions, load_if_exists=True)
-    except Exception as err:  # Optuna/SQLAlchemy raise many types for a bad URL or a dead server
+        study = optuna.create_study(study_name=cfg.resolved_name(), storage=storage, directions=directions,
+                                    load_if_exists=True)
+    except Exception as err:  # e.g. the server went away between opening and creating
         raise GhnNasError(f"cannot open the study storage {cfg.resolved_storage()!r}: {type(err).__name__}: {err}") from None
-    done = sum(t.state.is_finished() for t in study.trials)
-    # A continued study must not replay the random draws of its first run: offset the seed by the
-    # trials already finished (still a pure function of the study's history).
-    seed = cfg.seed + done
-    study.sampler = (optuna.samplers.TPESampler(seed=seed) if len(directions) == 1
-                     else optuna.samplers.NSGAIISampler(seed=seed))
     attrs = {"objective": cfg.objective, "proxies": proxies, "space": cfg.space, "seed": cfg.seed, "ghn_hash": ghn_hash}
     for key, value in attrs.items():
         if key in study.user_attrs and study.user_attrs[key] != value:
             raise GhnNasError(f"study {cfg.resolved_name()!r} was run with {key}={study.user_attrs[key]!r}, "
                               f"not {value!r}; pick another --study-name")
-        study.set_user_attr(key, value)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # metric names: stable in use
-        study.set_metric_names(proxies)
-    if done < cfg.trials:
-        ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
-        log.info("study %s: %d trials done, running %d more", cfg.resolved_name(), done, cfg.trials - done)
-        study.optimize(make_objective(space, proxies, ctx), n_trials=cfg.trials - done, show_progress_bar=progress)
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # metric names: stable in use
+            study.set_metric_names(proxies)
+    return study
+
+
+def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True) -> None:
+    """One worker: run trials until the study has ``cfg.trials`` complete ones (counting every worker's).
+
+    Before each trial it fails and retries the trials of dead workers (``nas.storage.recover_orphans``)
+    and waits rather than starting a trial the running ones will make surplus. Two workers that check
+    at the same instant can still both start one, so a study with several workers may end with up to
+    ``workers - 1`` trials more than asked.
+    """
+    proxies, directions = resolve_objectives(cfg.objective)
+    study = optuna.load_study(study_name=cfg.resolved_name(), storage=open_storage(cfg.resolved_storage()))
+    done = _complete(study)
+    if done >= cfg.trials:
+        return
+    # A continued study must not replay the draws of its first run, and workers must not draw alike:
+    # offset the seed by the trials already complete and by the worker index.
+    seed = cfg.seed + done + 7919 * index
+    study.sampler = (optuna.samplers.TPESampler(seed=seed) if len(directions) == 1
+                     else optuna.samplers.NSGAIISampler(seed=seed))
+    ghn = load_ghn(cfg.ghn)
+    ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
+    objective = make_objective(get_space(cfg.space), proxies, ctx)
+    bar = tqdm(total=cfg.trials, initial=done, desc=f"study {cfg.resolved_name()}", unit="trial",
+               disable=not progress)
+    while True:
+        recover_orphans(study)
+        done = _complete(study)
+        bar.update(done - bar.n)
+        if done >= cfg.trials:
+            break
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if done + running >= cfg.trials:
+            time.sleep(0.5)  # the study is finishing in other workers (or they died: recovered above)
+            continue
+        study.optimize(objective, n_trials=1)
+    bar.close()
+
+
+def _spawned_worker(cfg: SearchConfig, index: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search_worker(cfg, index, progress=False)
+
+
+def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
+    """Create or continue the study and run trials until it has ``cfg.trials`` complete ones,
+    in this process (``cfg.workers == 1``) or in ``cfg.workers`` processes sharing the study."""
+    if cfg.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {cfg.workers}")
+    if cfg.workers > 1 and cfg.resolved_storage().startswith("sqlite"):
+        raise GhnNasError(f"{cfg.workers} workers on SQLite storage {cfg.resolved_storage()!r} would wait on its "
+                          f"lock: use --storage journal:FILE (one host) or a PostgreSQL URL")
+    study = open_study(cfg)
+    log.info("study %s in %s: %d of %d trials complete", cfg.resolved_name(), cfg.resolved_storage(),
+             _complete(study), cfg.trials)
+    if cfg.workers == 1:
+        search_worker(cfg, 0, progress=progress)
+    else:
+        spawn = multiprocessing.get_context("spawn")
+        procs = [spawn.Process(target=_spawned_worker, args=(cfg, i), name=f"nas-worker-{i}")
+                 for i in range(1, cfg.workers)]
+        for p in procs:
+            p.start()
+        try:
+            search_worker(cfg, 0, progress=progress)
+        finally:
+            for p in procs:
+                p.join()
+        failed = [p.name for p in procs if p.exitcode != 0]
+        if failed:
+            log.warning("workers %s exited with an error; the others finished the study", ", ".join(failed))
     return study
 
 
@@ -143,7 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=defaults.top_k)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--study-name", default=None)
-    parser.add_argument("--storage", default=None, help="an Optuna storage URL (default: a SQLite file in studies/)")
+    parser.add_argument("--storage", default=None,
+                        help="sqlite:///FILE, journal:FILE (several workers, one host) or postgresql://... "
+                             "(several hosts); default: a file in studies/")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="processes running trials on the study at once (default storage: a journal file)")
     parser.add_argument("--ghn", default=None, help="GHN checkpoint (default: the shipped one)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--n-images", type=int, default=defaults.n_images)
@@ -164,7 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.final_batches = cfg.final_batches or None
     cfg.final_eval_batches = cfg.final_eval_batches or None
     with user_errors(args.debug):
-        study = run_search(cfg)
+        try:
+            study = run_search(cfg)
+        except KeyboardInterrupt:
+            print("\ninterrupted: the study is consistent; run the same command to continue it", file=sys.stderr)
+            return 130
         print(f"study {cfg.resolved_name()} in {cfg.resolved_storage()}: "
               f"{sum(t.state.is_finished() for t in study.trials)} trials; top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
@@ -181,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         report = write_report(study, cfg.out or Path("runs") / cfg.resolved_name(), top_k=cfg.top_k)
         print(f"report: {report}")
-        print(f"open the study with: optuna-dashboard {cfg.resolved_storage()}")
+        print(f"open the study with: optuna-dashboard {dashboard_url(cfg.resolved_storage())}")
     log.debug("config: %s", asdict(cfg))
     return 0
 

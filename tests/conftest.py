@@ -17,3 +17,16 @@ def cifar_dir() -> Path:
         pytest.fail(f"CIFAR-10 ImageFolder copy not found at {path}: set GHN_NAS_DATA to a folder with "
                     f"train/<class>/*.jpg and test/<class>/*.jpg (as README's test command does)")
     return path
+
+
+@pytest.fixture(scope="session")
+def ghn_ckpt(tmp_path_factory) -> str:
+    """An untrained GHN-2 checkpoint (seed 0): enough for the search machinery, cheap to load."""
+    import torch
+
+    from ghn_core.model import create_ghn, save_checkpoint
+
+    torch.manual_seed(0)
+    ghn = create_ghn("ghn2")
+    return str(save_checkpoint(tmp_path_factory.mktemp("ghn") / "ghn.pt",
+                               {"config": ghn.config.to_dict(), "state_dict": ghn.state_dict()}))

@@ -3,19 +3,9 @@ from __future__ import annotations
 
 import optuna
 import pytest
-import torch
 
 from ghn_core.errors import CheckpointError, GhnNasError
-from ghn_core.model import create_ghn, save_checkpoint
 from nas.search import SearchConfig, main, run_search, top_trials
-
-
-@pytest.fixture(scope="module")
-def ghn_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    ghn = create_ghn("ghn2")
-    return str(save_checkpoint(tmp_path_factory.mktemp("ghn") / "ghn.pt",
-                               {"config": ghn.config.to_dict(), "state_dict": ghn.state_dict()}))
 
 
 def _cfg(tmp_path, ghn_ckpt, cifar_dir, **kw) -> SearchConfig:
@@ -75,3 +65,13 @@ def test_main_job_trains_the_top_k_and_writes_the_report(tmp_path, ghn_ckpt, cif
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Final training (ghn init" in report and (tmp_path / "run" / "pareto.png").is_file()
     assert "report:" in capsys.readouterr().out
+
+
+def test_a_net_whose_output_ignores_its_input_is_pruned_and_replaced(tmp_path, ghn_ckpt, cifar_dir):
+    cfg = _cfg(tmp_path, ghn_ckpt, cifar_dir, space="nb201", trials=1, study_name="dead-cell")
+    study = optuna.create_study(study_name=cfg.study_name, storage=cfg.storage, direction="maximize")
+    study.enqueue_trial({f"edge_{i}_{j}": "none" for j in range(1, 4) for i in range(j)})
+    study = run_search(cfg, progress=False)
+    first, second = study.trials
+    assert first.state == optuna.trial.TrialState.PRUNED and "does not depend on its input" in first.user_attrs["pruned_because"]
+    assert second.state == optuna.trial.TrialState.COMPLETE

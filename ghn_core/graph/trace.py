@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..errors import GraphError, UnsupportedModuleError
+from ..errors import DisconnectedGraphError, GraphError, UnsupportedModuleError
 from .vocab import CONV_KINDS, FUNCTION_OPS, SOURCE_KINDS, check_overrides, module_param_kind
 
 __all__ = ["RawGraph", "trace_module", "canonical_shape", "GraphWarning"]
@@ -618,7 +618,7 @@ def _finish(model: nn.Module, tracer: _Tracer, out: Any, strict: bool) -> RawGra
         raise GraphError(f"{type(model).__name__}.forward returned no tensor (got {type(out).__name__})")
     prov, flags = tracer.info.get(id(y), _NO_INFO)
     if not flags & FROM_INPUT:
-        raise GraphError(f"the output of {type(model).__name__} does not depend on its input")
+        raise DisconnectedGraphError(f"the output of {type(model).__name__} does not depend on its input")
     if strict and tracer.unsupported:
         listing = "; ".join(f"{n} (used directly by {t})" for n, t in tracer.unsupported.items())
         raise UnsupportedModuleError(

@@ -1,0 +1,131 @@
+"""Where studies live, and how several workers share one without losing a trial.
+
+``--storage`` takes:
+
+    sqlite:///studies/x.db            one process (the default: a file under studies/)
+    journal:studies/x.journal         several processes on one host (Optuna's JournalStorage, file locks)
+    postgresql://user@host/db         several hosts (any SQLAlchemy URL Optuna's RDBStorage accepts)
+
+A worker killed in the middle of a trial leaves it RUNNING. Every worker records itself on its trials
+(user attr ``worker`` = ``host:pid``); before each new trial, workers fail the RUNNING trials of dead
+processes on their host (and trials no worker claimed within a minute) and enqueue a retry with the
+same parameters, so the same architecture. On RDB storages a heartbeat does the same for workers on
+other hosts once ``GRACE_S`` has passed.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from ghn_core.errors import GhnNasError
+
+__all__ = ["open_storage", "dashboard_url", "worker_id", "recover_orphans", "MAX_RETRY"]
+
+MAX_RETRY = 2          # retries of one trial whose worker died, before it stays FAILED
+HEARTBEAT_S = 20       # RDB storages: seconds between heartbeats of a running trial
+GRACE_S = 60           # ... and without one after which another host's trial counts as dead
+UNCLAIMED_S = 60       # a RUNNING trial no worker claimed for this long was left by a dead one
+_retry = RetryFailedTrialCallback(max_retry=MAX_RETRY)
+
+
+def _journal_path(url: str) -> str | None:
+    if url.startswith("journal:"):
+        return url[len("journal:"):]
+    if "://" not in url and url.endswith((".journal", ".log")):
+        return url
+    return None
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url`` (see the module doc); a clear error if it cannot be opened."""
+    journal = _journal_path(url)
+    try:
+        if journal is not None:
+            Path(journal).parent.mkdir(parents=True, exist_ok=True)
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(journal))
+        if "://" not in url:
+            raise GhnNasError(f"storage {url!r} is neither a URL (sqlite:///x.db, postgresql://...) "
+                              f"nor a journal file (journal:x.journal)")
+        if url.startswith("postgresql://"):
+            url = _postgres_driver(url)
+        # SQLite: wait for a lock instead of failing with "database is locked" at once.
+        engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
+                                          grace_period=GRACE_S, heartbeat_stale_trial_callback=_retry)
+    except GhnNasError:
+        raise
+    except Exception as err:  # SQLAlchemy and the drivers raise many types for a bad URL or a dead server
+        raise GhnNasError(f"cannot open the study storage {url!r}: {type(err).__name__}: {err}") from None
+
+
+def _postgres_driver(url: str) -> str:
+    """SQLAlchemy's plain ``postgresql://`` means psycopg2; use psycopg 3 (the ``postgres`` extra) if
+    that is what is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def dashboard_url(url: str) -> str:
+    """What to pass to ``optuna-dashboard`` to open the study stored at ``url``."""
+    journal = _journal_path(url)
+    if journal is not None:
+        return journal  # the dashboard reads a plain file path as a journal
+    return _postgres_driver(url) if url.startswith("postgresql://") else url
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def recover_orphans(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials whose worker (on this host) is dead and enqueue their retries.
+
+    Returns the numbers of the trials it failed. Two workers racing for the same orphan are safe:
+    the storage lets only one of them finish the trial, and only that one enqueues the retry.
+    """
+    if isinstance(study._storage, optuna.storages.RDBStorage) and study._storage.get_heartbeat_interval():
+        optuna.storages.fail_stale_trials(study)  # other hosts' dead workers, once their grace has passed
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("worker")
+        if owner is None:  # a worker records itself first thing: one that has not after a minute died
+            started = trial.datetime_start or datetime.now()
+            if (datetime.now() - started).total_seconds() < UNCLAIMED_S:
+                continue
+        else:
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # another worker got there first
+        _retry(study, study._storage.get_trial(trial._trial_id))
+        failed.append(trial.number)
+    return failed
