@@ -9,6 +9,7 @@ The paper's recipe is the default; ``--recipe cpu`` is a budget for CPU-only mac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import statistics
@@ -136,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--archs", required=True, help="one architecture per line (NB201 string or DeepNets JSON)")
     parser.add_argument("--out", required=True, help="JSON-lines file; appended to and resumed")
     parser.add_argument("--recipe", default="paper", help=f"one of {', '.join(RECIPES)}")
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument("--max-batches", type=int, default=None, help="override the recipe's batches per epoch")
+    parser.add_argument("--eval-batches", type=int, default=None, help="override the recipe's test batches")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="auto")
@@ -145,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors(args.debug):
         recipe = lookup(RECIPES, args.recipe, "recipe")
+        overrides = {"epochs": args.epochs, "max_batches": args.max_batches, "eval_batches": args.eval_batches}
+        recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
         archs = [line.strip() for line in Path(args.archs).read_text().splitlines() if line.strip()][: args.limit]
         out = Path(args.out)
         done = set()

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ghn_core import load_ghn
 from ghn_core.errors import DisconnectedGraphError, GhnNasError
 from ghn_core.model.checkpoint import state_hash
-from ghn_core.utils import user_errors
+from ghn_core.utils import lookup, user_errors
 
 from .objectives import resolve_objectives
 from .proxies import ProxyContext, compute
@@ -59,6 +59,7 @@ class SearchConfig:
     init: str = "random"               # final training from "random" init or the GHN's parameters ("ghn")
     out: str | None = None             # run folder for the report; default runs/<study_name>
     workers: int = 1                   # processes running trials on the study at once
+    sampler: str = "auto"              # auto (TPE / NSGA-II), tpe, nsga2, random (a baseline)
 
     def resolved_name(self) -> str:
         return self.study_name or f"{'+'.join(self.objective)}-{self.space}"
@@ -96,6 +97,18 @@ def make_objective(space, proxies: Sequence[str], ctx: ProxyContext) -> Callable
     return objective
 
 
+SAMPLERS = ("auto", "tpe", "nsga2", "random")
+
+
+def make_sampler(name: str, seed: int, *, multi_objective: bool) -> optuna.samplers.BaseSampler:
+    """``auto``: TPE for one objective, NSGA-II for several; ``random``: the random-search baseline."""
+    if name == "auto":
+        name = "nsga2" if multi_objective else "tpe"
+    samplers = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+                "random": optuna.samplers.RandomSampler}
+    return lookup(samplers, name, "sampler")(seed=seed)
+
+
 def _complete(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
@@ -111,7 +124,8 @@ def open_study(cfg: SearchConfig) -> optuna.Study:
                                     load_if_exists=True)
     except Exception as err:  # e.g. the server went away between opening and creating
         raise GhnNasError(f"cannot open the study storage {cfg.resolved_storage()!r}: {type(err).__name__}: {err}") from None
-    attrs = {"objective": cfg.objective, "proxies": proxies, "space": cfg.space, "seed": cfg.seed, "ghn_hash": ghn_hash}
+    attrs = {"objective": cfg.objective, "proxies": proxies, "space": cfg.space, "seed": cfg.seed, "ghn_hash": ghn_hash,
+             "sampler": cfg.sampler}
     for key, value in attrs.items():
         if key in study.user_attrs and study.user_attrs[key] != value:
             raise GhnNasError(f"study {cfg.resolved_name()!r} was run with {key}={study.user_attrs[key]!r}, "
@@ -141,8 +155,7 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True) -
     # A continued study must not replay the draws of its first run, and workers must not draw alike:
     # offset the seed by the trials already complete and by the worker index.
     seed = cfg.seed + done + 7919 * index
-    study.sampler = (optuna.samplers.TPESampler(seed=seed) if len(directions) == 1
-                     else optuna.samplers.NSGAIISampler(seed=seed))
+    study.sampler = make_sampler(cfg.sampler, seed, multi_objective=len(directions) > 1)
     ghn = load_ghn(cfg.ghn)
     ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
     objective = make_objective(get_space(cfg.space), proxies, ctx)
@@ -172,6 +185,7 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
     in this process (``cfg.workers == 1``) or in ``cfg.workers`` processes sharing the study."""
     if cfg.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {cfg.workers}")
+    lookup(dict.fromkeys(SAMPLERS), cfg.sampler, "sampler")  # before anything is written
     if cfg.workers > 1 and cfg.resolved_storage().startswith("sqlite"):
         raise GhnNasError(f"{cfg.workers} workers on SQLite storage {cfg.resolved_storage()!r} would wait on its "
                           f"lock: use --storage journal:FILE (one host) or a PostgreSQL URL")
@@ -228,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=defaults.trials)
     parser.add_argument("--top-k", type=int, default=defaults.top_k)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler,
+                        help="auto: TPE (one objective) or NSGA-II (several); random: a random-search baseline")
     parser.add_argument("--study-name", default=None)
     parser.add_argument("--storage", default=None,
                         help="sqlite:///FILE, journal:FILE (several workers, one host) or postgresql://... "

@@ -5,7 +5,7 @@ import optuna
 import pytest
 
 from ghn_core.errors import CheckpointError, GhnNasError
-from nas.search import SearchConfig, main, run_search, top_trials
+from nas.search import SearchConfig, main, make_sampler, run_search, top_trials
 
 
 def _cfg(tmp_path, ghn_ckpt, cifar_dir, **kw) -> SearchConfig:
@@ -25,6 +25,14 @@ def test_each_objective_end_to_end(tmp_path, ghn_ckpt, cifar_dir, objectives):
         assert all(f"proxy_{p}" in t.user_attrs for p in study.user_attrs["proxies"])
     assert top_trials(study, 1)
     assert study.user_attrs["objective"] == objectives and study.user_attrs["space"] == "nb201"
+    assert study.user_attrs["sampler"] == "auto"
+
+
+def test_random_sampler_baseline(tmp_path, ghn_ckpt, cifar_dir):
+    study = run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, space="nb201", sampler="random"), progress=False)
+    assert study.user_attrs["sampler"] == "random" and len(study.trials) >= 2
+    assert isinstance(make_sampler("random", 0, multi_objective=False), optuna.samplers.RandomSampler)
+    assert isinstance(make_sampler("auto", 0, multi_objective=True), optuna.samplers.NSGAIISampler)
 
 
 def test_rerun_continues_the_study_without_replaying_it(tmp_path, ghn_ckpt, cifar_dir):
@@ -42,6 +50,8 @@ def test_rerun_continues_the_study_without_replaying_it(tmp_path, ghn_ckpt, cifa
 def test_bad_inputs_are_clear_errors(tmp_path, ghn_ckpt, cifar_dir, capsys):
     with pytest.raises(ValueError, match="unknown objective 'robustnes'.*Did you mean 'robustness'"):
         run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, objective=["robustnes"]), progress=False)
+    with pytest.raises(ValueError, match="unknown sampler 'grid'"):
+        run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, sampler="grid"), progress=False)
     with pytest.raises(GhnNasError, match="cannot open the study storage"):
         run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, storage="postgresql://nobody@127.0.0.1:1/none"), progress=False)
     with pytest.raises(CheckpointError, match="no GHN checkpoint"):
