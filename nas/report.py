@@ -1,17 +1,19 @@
 """A study's report, read from its storage only: ``report.md`` plus PNG plots in a run folder.
 
 Plots: optimisation history (every trial's value and the running best), the Pareto front of a
-two-objective study, and proxy against true accuracy for the SGD-trained final candidates.
+multi-objective study (first two objectives), and proxy against true accuracy for the SGD-trained
+final candidates. ``trials.csv`` lists every trial with its proxies and architecture.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import optuna
 
 from .search import top_trials
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "write_trials_csv"]
 
 
 def _plots(study: optuna.Study, out: Path) -> list[str]:
@@ -40,7 +42,7 @@ def _plots(study: optuna.Study, out: Path) -> list[str]:
     fig.savefig(out / "history.png")
     plt.close(fig)
     files.append("history.png")
-    if len(study.directions) == 2:
+    if len(study.directions) >= 2:  # several objectives: the front in the plane of the first two
         front = {t.number for t in study.best_trials}
         fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
         for on_front, label in ((False, "trial"), (True, "Pareto front")):
@@ -49,7 +51,7 @@ def _plots(study: optuna.Study, out: Path) -> list[str]:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=12, label=label)
         ax.set_xlabel(names[0])
         ax.set_ylabel(names[1])
-        ax.set_title("Pareto front")
+        ax.set_title("Pareto front" + (f" (of {len(names)} objectives)" if len(names) > 2 else ""))
         ax.legend()
         fig.tight_layout()
         fig.savefig(out / "pareto.png")
@@ -71,10 +73,25 @@ def _plots(study: optuna.Study, out: Path) -> list[str]:
     return files
 
 
+def write_trials_csv(study: optuna.Study, path: Path) -> Path:
+    """Every trial: number, state, objective values, proxy values, parameters at C=32, architecture."""
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    proxies = sorted({k for t in study.trials for k in t.user_attrs if k.startswith("proxy_")})
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["number", "state", *names, *proxies, "num_params_c32", "architecture"])
+        for t in study.trials:
+            values = t.values if t.values is not None else [""] * len(names)
+            writer.writerow([t.number, t.state.name, *values, *(t.user_attrs.get(p, "") for p in proxies),
+                             t.user_attrs.get("num_params_c32", ""), t.user_attrs.get("architecture", "")])
+    return path
+
+
 def write_report(study: optuna.Study, out: str | Path, *, top_k: int = 5) -> Path:
-    """Write ``report.md`` and its plots for ``study`` into ``out``; returns the report's path."""
+    """Write ``report.md``, its plots and ``trials.csv`` for ``study`` into ``out``; returns the report's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_trials_csv(study, out / "trials.csv")
     attrs = study.user_attrs
     names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
     finished = sum(t.state.is_finished() for t in study.trials)
@@ -92,7 +109,7 @@ def write_report(study: optuna.Study, out: str | Path, *, top_k: int = 5) -> Pat
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['trial']} | {r['proxy_rank']} | {r['clean_acc']:.2f} | {r['true_rank_clean_acc']} | "
                   f"{r['noisy_acc']:.2f} | {r['true_rank_noisy_acc']} |" for r in final["trials"]]
-    lines += ["", *[f"![{f}]({f})" for f in _plots(study, out)]]
+    lines += ["", *[f"![{f}]({f})" for f in _plots(study, out)], "", "Every trial: [trials.csv](trials.csv)."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

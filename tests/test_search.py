@@ -74,6 +74,9 @@ def test_main_job_trains_the_top_k_and_writes_the_report(tmp_path, ghn_ckpt, cif
     assert sorted(r["true_rank_clean_acc"] for r in final["trials"]) in ([1, 2], [1, 1])
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Final training (ghn init" in report and (tmp_path / "run" / "pareto.png").is_file()
+    rows = (tmp_path / "run" / "trials.csv").read_text().splitlines()
+    assert rows[0].startswith("number,state,ghn_accuracy,latency_b1,proxy_ghn_accuracy,proxy_latency_b1")
+    assert len(rows) == 1 + len(study.trials)
     assert "report:" in capsys.readouterr().out
 
 
