@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from datetime import datetime
 from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from ghn_core.errors import GhnNasError
@@ -32,7 +33,9 @@ MAX_RETRY = 2          # retries of one trial whose worker died, before it stays
 HEARTBEAT_S = 20       # RDB storages: seconds between heartbeats of a running trial
 GRACE_S = 60           # ... and without one after which another host's trial counts as dead
 UNCLAIMED_S = 60       # a RUNNING trial no worker claimed for this long was left by a dead one
-_retry = RetryFailedTrialCallback(max_retry=MAX_RETRY)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable in use since Optuna 2.8
+    _retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
 
 def _journal_path(url: str) -> str | None:
@@ -59,8 +62,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             url = _postgres_driver(url)
         # SQLite: wait for a lock instead of failing with "database is locked" at once.
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
-                                          grace_period=GRACE_S, heartbeat_stale_trial_callback=_retry)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S, heartbeat_stale_trial_callback=_retry)
     except GhnNasError:
         raise
     except Exception as err:  # SQLAlchemy and the drivers raise many types for a bad URL or a dead server
