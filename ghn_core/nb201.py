@@ -129,9 +129,12 @@ def load_labelled(path: str | Path) -> list[LabelledArch]:
     if not path.is_file():
         raise FileNotFoundError(f"no NAS-Bench-201 labels at {path}")
     with path.open() as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
     expected = {"arch", "cifar10_test_acc_200ep", "cifar100_test_acc_200ep", "imagenet16_120_test_acc_200ep"}
-    if not rows or not expected <= set(rows[0]):
-        raise ArchitectureError(f"{path}: expected columns {sorted(expected)}, got {sorted(rows[0]) if rows else 'none'}")
+    if not expected <= set(reader.fieldnames or ()):
+        raise ArchitectureError(f"{path}: expected columns {sorted(expected)}, got {sorted(reader.fieldnames or ())}")
+    if not rows:
+        raise ArchitectureError(f"{path} has no labelled architectures (a header and no rows)")
     return [LabelledArch(r["arch"], float(r["cifar10_test_acc_200ep"]), float(r["cifar100_test_acc_200ep"]),
                          float(r["imagenet16_120_test_acc_200ep"])) for r in rows]

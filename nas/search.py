@@ -45,7 +45,7 @@ class SearchConfig:
     objective: list[str] = field(default_factory=lambda: ["robustness"])
     space: str = "deepnets"
     trials: int = 100
-    top_k: int = 5
+    top_k: int = 3
     seed: int = 0
     study_name: str | None = None      # default: "<objectives>-<space>"
     storage: str | None = None         # default: sqlite:///studies/<study_name>.db
@@ -55,7 +55,7 @@ class SearchConfig:
     device: str = "auto"
     final_epochs: int = 1              # SGD epochs for each top-k candidate (0: no final training)
     final_batches: int | None = 50     # batches of 96 images per final epoch (None: the whole set)
-    final_eval_batches: int | None = None  # test batches of 256 scored per candidate (None: all 10k)
+    final_eval_batches: int | None = 20    # test batches of 256 scored per candidate (None: all 10k)
     init: str = "random"               # final training from "random" init or the GHN's parameters ("ghn")
     out: str | None = None             # run folder for the report; default runs/<study_name>
     workers: int = 1                   # processes running trials on the study at once
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="SGD epochs for each of the top-k (0: skip final training)")
     parser.add_argument("--final-batches", type=int, default=defaults.final_batches,
                         help="batches per final epoch (a CPU budget; 0: the whole training set)")
-    parser.add_argument("--final-eval-batches", type=int, default=0,
+    parser.add_argument("--final-eval-batches", type=int, default=defaults.final_eval_batches,
                         help="test batches of 256 scored per candidate (a CPU budget; 0: the whole test set)")
     parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init)
     parser.add_argument("--out", default=None, help="run folder for report.md and plots")

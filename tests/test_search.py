@@ -50,6 +50,8 @@ def test_rerun_continues_the_study_without_replaying_it(tmp_path, ghn_ckpt, cifa
 def test_bad_inputs_are_clear_errors(tmp_path, ghn_ckpt, cifar_dir, capsys):
     with pytest.raises(ValueError, match="unknown objective 'robustnes'.*Did you mean 'robustness'"):
         run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, objective=["robustnes"]), progress=False)
+    with pytest.raises(ValueError, match="unknown search space 'nb202'.*Did you mean 'nb201'"):
+        run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, space="nb202"), progress=False)
     with pytest.raises(ValueError, match="unknown sampler 'grid'"):
         run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, sampler="grid"), progress=False)
     with pytest.raises(GhnNasError, match="cannot open the study storage"):

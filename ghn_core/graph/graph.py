@@ -86,6 +86,8 @@ class Graph:
         edge_dist: (E,) int64, 1 for a real edge, k in 2..s_max for a virtual edge of k hops.
         s_max: the longest virtual edge (1: no virtual edges).
         skipped: parameters of the module without a node, name -> reason.
+        output_shape: shape of the tensor the traced forward returned (None for graphs built
+            from architecture records).
     """
 
     node_op: np.ndarray
@@ -97,6 +99,7 @@ class Graph:
     edge_dist: np.ndarray
     s_max: int = DEFAULT_S_MAX
     skipped: dict[str, str] = field(default_factory=dict)
+    output_shape: tuple[int, ...] | None = None
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -130,6 +133,7 @@ class Graph:
             param_shape=np.asarray(raw.shapes, dtype=np.int64).reshape(n, 4),
             node_name=raw.names, node_bias_name=raw.bias_names, node_is_classifier=raw.is_classifier,
             edge_index=edge_index, edge_dist=edge_dist, s_max=int(s_max), skipped=raw.skipped,
+            output_shape=raw.output_shape,
         )
         graph.validate()
         if raw.skipped:

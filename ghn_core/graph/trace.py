@@ -87,6 +87,7 @@ class RawGraph:
     is_classifier: np.ndarray       # (N,) bool
     skipped: dict[str, str] = field(default_factory=dict)   # parameter name -> why it has no node
     unsupported: dict[str, str] = field(default_factory=dict)  # parameter name -> owner module type
+    output_shape: tuple[int, ...] | None = None  # of the (first) tensor forward returned
 
 
 # -- provenance records -----------------------------------------------------------------------------
@@ -702,4 +703,5 @@ def _finish(model: nn.Module, tracer: _Tracer, out: Any, strict: bool) -> RawGra
             skipped[name] = "does not influence the output"
         else:
             skipped[name] = "not used in forward (traced in eval mode)"
-    return RawGraph(kinds, shapes, names, bias_names, edge_index, is_cls, skipped, dict(tracer.unsupported))
+    return RawGraph(kinds, shapes, names, bias_names, edge_index, is_cls, skipped, dict(tracer.unsupported),
+                    tuple(y.shape))

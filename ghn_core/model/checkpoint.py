@@ -149,4 +149,8 @@ def ghn_from_checkpoint(path: str | Path) -> tuple[GHN2, dict[str, Any]]:
         ghn.load_state_dict(clean_state_dict(payload["state_dict"]))
     except (ValueError, RuntimeError, TypeError) as err:
         raise CheckpointError(f"{path}: weights do not fit the stored config: {err}") from None
+    bad = [name for name, p in ghn.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or Inf (first: {bad[0]}); "
+                              f"the run that wrote it diverged or the file is damaged")
     return ghn, payload

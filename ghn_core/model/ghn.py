@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import GhnNasError, GraphError
 from ..graph import NORM_KINDS, OP_NAMES, SOURCE_KINDS, Graph, GraphBatch
 from .batchnorm import use_batch_statistics
 
@@ -148,8 +149,20 @@ class GHN2(nn.Module):
         return (1, 3, self.config.image_size, self.config.image_size)
 
     def graphs(self, models: Sequence[nn.Module]) -> list[Graph]:
-        """The computational graphs of ``models`` with this GHN's virtual-edge cutoff."""
-        return [Graph.from_module(m, self.input_shape, s_max=max(self.config.virtual_edges, 1)) for m in models]
+        """The computational graphs of ``models`` with this GHN's virtual-edge cutoff.
+
+        Raises :class:`GraphError` for a model that is not a classifier of this GHN's images: one
+        whose forward fails on them, or returns anything but (batch, classes) logits.
+        """
+        graphs = []
+        for m in models:
+            g = Graph.from_module(m, self.input_shape, s_max=max(self.config.virtual_edges, 1))
+            if g.output_shape is not None and len(g.output_shape) != 2:
+                raise GraphError(f"{type(m).__name__} is not a classifier: on input {self.input_shape} its forward "
+                                 f"returned shape {g.output_shape}; a GHN predicts parameters of nets that "
+                                 f"return (batch, classes) logits")
+            graphs.append(g)
+        return graphs
 
     def predict_params(self, models: Sequence[nn.Module], graphs: Sequence[Graph] | None = None
                        ) -> list[dict[str, torch.Tensor]]:
@@ -189,6 +202,13 @@ class GHN2(nn.Module):
             predicted = self.predict_params(models, graphs)
         finally:
             self.train(was_training)
+        # A cheap guard (one value per tensor; a full scan would cost as much as the prediction):
+        # NaN/Inf weights reach every tiled copy of a block. Nothing is written if it trips.
+        firsts = [(model, name, t.reshape(-1)[0]) for model, p in zip(models, predicted) for name, t in p.items()]
+        if firsts and not torch.isfinite(torch.stack([f[2] for f in firsts])).all():
+            model, name, _ = next(f for f in firsts if not torch.isfinite(f[2]))
+            raise GhnNasError(f"the GHN predicted non-finite values for {type(model).__name__} (first: {name}); "
+                              f"its weights are probably corrupt or diverged: load another checkpoint")
         for model, params in zip(models, predicted):
             for name, tensor in params.items():
                 target = model.get_parameter(name)
