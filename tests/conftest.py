@@ -30,3 +30,19 @@ def ghn_ckpt(tmp_path_factory) -> str:
     ghn = create_ghn("ghn2")
     return str(save_checkpoint(tmp_path_factory.mktemp("ghn") / "ghn.pt",
                                {"config": ghn.config.to_dict(), "state_dict": ghn.state_dict()}))
+
+
+# Small DeepNets-1M nets for training tests: 4-5 cells, at most two nodes per cell, always BN. Train
+# and held-out nets come from disjoint hash buckets of the same generator.
+TINY = dict(n_cells=(4, 5), steps_shallow=(1, 2), steps_deep=(1, 2), norm="bn")
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """A train split of 1000 tiny nets (no stored graphs)."""
+    from ghn_core.deepnets import SplitSpec, generate_split
+
+    out = tmp_path_factory.mktemp("deepnets")
+    generate_split(SplitSpec("train", 1000, seed=11, buckets=tuple(range(8, 64)), **TINY), 1000, out,
+                   workers=1, graphs=False, progress=False)
+    return out

@@ -13,13 +13,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ghn_core.deepnets import Network, SplitSpec, generate_split
+from ghn_core.deepnets import Network, SplitSpec
 from ghn_core.deepnets.generate import generate_chunk
+from conftest import TINY
 from ghn_core.graph import Graph
 from ghn_core.model import create_ghn, read_checkpoint
 from ghn_core.train import MetaBatch, TrainConfig, train, train_step
 
-TINY = dict(n_cells=(4, 5), steps_shallow=(1, 2), steps_deep=(1, 2), norm="bn")
 STEPS, RANKS = 3, 2
 
 
@@ -105,13 +105,6 @@ def test_two_ranks_take_the_step_of_one_process_with_both_batches(tmp_path, one_
 
 
 # -- end to end: torchrun with 2 ranks, then resumed on 1 ---------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("deepnets")
-    generate_split(SplitSpec("train", 200, seed=11, buckets=tuple(range(8, 64)), **TINY), 200, out,
-                   workers=1, graphs=False, progress=False)
-    return out
 
 
 def test_torchrun_two_ranks_then_resume_on_one(tiny_store, tmp_path, cifar_dir, one_thread):

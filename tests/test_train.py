@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from ghn_core import load_ghn
-from ghn_core.deepnets import Network, SplitSpec, generate_split
+from ghn_core.deepnets import Network, SplitSpec
 from ghn_core.deepnets.generate import generate_chunk
+from conftest import TINY
 from ghn_core.evaluate import eval_loader, evaluate_nets
 from ghn_core.graph import Graph
 from ghn_core.model import create_ghn, read_checkpoint
@@ -18,15 +19,7 @@ from ghn_core.train import PRESETS, MetaBatch, TrainConfig, parse_args, train, t
 
 # Small nets: 4-5 cells, at most two nodes per cell, always BN. Train and held-out nets come from
 # disjoint hash buckets of the same generator.
-TINY = dict(n_cells=(4, 5), steps_shallow=(1, 2), steps_deep=(1, 2), norm="bn")
 
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("deepnets")
-    generate_split(SplitSpec("train", 1000, seed=11, buckets=tuple(range(8, 64)), **TINY), 1000, out,
-                   workers=1, graphs=False, progress=False)
-    return out
 
 
 def _cfg(store: Path, out: Path, data: Path, **kw) -> TrainConfig:

@@ -15,21 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ghn_core.deepnets import SplitSpec, generate_split
 from ghn_core.errors import CheckpointError
 from ghn_core.model import create_ghn, read_checkpoint, save_checkpoint
 from ghn_core.model.checkpoint import remove_partial_writes
 from ghn_core.train import TrainConfig, train
 
-TINY = dict(n_cells=(4, 5), steps_shallow=(1, 2), steps_deep=(1, 2), norm="bn")
 
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("deepnets")
-    generate_split(SplitSpec("train", 200, seed=11, buckets=tuple(range(8, 64)), **TINY), 200, out,
-                   workers=1, graphs=False, progress=False)
-    return out
 
 
 @pytest.fixture
