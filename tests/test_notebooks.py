@@ -21,14 +21,15 @@ _show = _plt.show
 
 def _checked_show(*args, **kwargs):
     for fig in map(_plt.figure, _plt.get_fignums()):
+        suptitle = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""  # matplotlib >= 3.8
         for ax in fig.axes:
             if ax.get_label() == "<colorbar>":
                 continue
-            missing = [what for what, ok in (("a title", ax.get_title() or fig.get_suptitle()),
+            missing = [what for what, ok in (("a title", ax.get_title() or suptitle),
                                              ("an x label", ax.get_xlabel()), ("a y label", ax.get_ylabel()),
                                              ("a legend", ax.get_legend() or fig.legends)) if not ok]
             if missing:
-                raise AssertionError(f"plot {ax.get_title() or fig.get_suptitle()!r} lacks {', '.join(missing)}")
+                raise AssertionError(f"plot {ax.get_title() or suptitle!r} lacks {', '.join(missing)}")
     return _show(*args, **kwargs)
 
 _plt.show = _checked_show
