@@ -118,6 +118,9 @@ def test_embed_is_deterministic_and_tells_architectures_apart(ghn):
     assert e1.shape == (3, ghn.config.hid)
     assert torch.allclose(e1, e2.flip(0), atol=1e-5)
     assert torch.cdist(e1, e1)[~torch.eye(3, dtype=bool)].min() > 1e-3
+    assert torch.allclose(ghn.embed(graphs=ghn.graphs(nets)), e1, atol=1e-6)
+    with pytest.raises(ValueError, match="exactly one of models or graphs"):
+        ghn.embed(nets, graphs=ghn.graphs(nets))
 
 
 def test_checkpoint_round_trip_and_bad_files(ghn, tmp_path):

@@ -217,15 +217,24 @@ class GHN2(nn.Module):
         return list(models)
 
     @torch.no_grad()
-    def embed(self, models: Sequence[nn.Module], *, batch_size: int = 16) -> torch.Tensor:
-        """(n, hid) graph embeddings: the mean of each graph's final node states (GHN in eval mode)."""
+    def embed(self, models: Sequence[nn.Module] | None = None, *, graphs: Sequence[Graph] | None = None,
+              batch_size: int = 16) -> torch.Tensor:
+        """(n, hid) graph embeddings: the mean of each graph's final node states (GHN in eval mode).
+
+        Give ``models`` (traced here) or their ``graphs`` (e.g. ``architecture_graph`` of DeepNets-1M
+        records, which need no network at all).
+        """
+        if (models is None) == (graphs is None):
+            raise ValueError("expected exactly one of models or graphs")
+        if graphs is None:
+            graphs = self.graphs(models)
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
         rows = []
         try:
-            for start in range(0, len(models), batch_size):
-                batch = GraphBatch.from_graphs(self.graphs(models[start: start + batch_size]), device=device)
+            for start in range(0, len(graphs), batch_size):
+                batch = GraphBatch.from_graphs(graphs[start: start + batch_size], device=device)
                 h = self.encode(batch)  # (N, hid)
                 sums = torch.zeros(batch.num_graphs, h.shape[1], device=device).index_add_(0, batch.batch, h)
                 counts = (batch.ptr[1:] - batch.ptr[:-1]).to(h.dtype).unsqueeze(1)
