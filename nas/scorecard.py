@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with user_errors(args.debug):
         rows = load_labelled(args.labels)
         rows = random.Random(args.seed).sample(rows, min(args.n, len(rows)))
-        # A cell with no path from input to output computes a constant (about 10%): it has no graph,
+        # A cell with no path from input to output computes a constant (chance accuracy): it has no graph,
         # so the GHN cannot take it; such architectures are left out for every proxy alike.
         kept = [r for r in rows if _has_graph(r.arch)]
         log.info("%d of %d sampled architectures have a graph; the rest are left out", len(kept), len(rows))
