@@ -26,7 +26,7 @@ from torch import nn
 from ghn_core.data import BatchLoader, get_dataset_info, load_split
 from ghn_core.utils import lookup, resolve_device, user_errors
 
-__all__ = ["SGDRecipe", "RECIPES", "train_sgd", "main"]
+__all__ = ["SGDRecipe", "RECIPES", "train_sgd", "build_architecture", "main"]
 
 log = logging.getLogger("nas.label")
 
@@ -121,7 +121,8 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
             "epochs_to_converge": converged, "train_acc_curve": curve}
 
 
-def _build(space: str, arch: str, num_classes: int) -> nn.Module:
+def build_architecture(space: str, arch: str, num_classes: int = 10) -> nn.Module:
+    """The network of one architecture line: an NB201 string or a DeepNets-1M JSON record (built at C=32)."""
     if space == "nb201":
         from ghn_core.nb201 import NB201Network
 
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("%d architectures, %d already labelled in %s", len(archs), len(archs) - len(todo), out)
         for i, arch in enumerate(todo):
             start = time.perf_counter()
-            labels = train_sgd(_build(args.space, arch, 10), recipe, data_dir=args.data_dir, device=args.device,
+            labels = train_sgd(build_architecture(args.space, arch), recipe, data_dir=args.data_dir, device=args.device,
                                seed=args.seed)
             record = {"arch": arch, "space": args.space, **labels, "recipe": asdict(recipe), "seed": args.seed,
                       "train_time_s": round(time.perf_counter() - start, 1)}

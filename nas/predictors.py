@@ -49,13 +49,16 @@ def make_predictor(name: str = "svr", *, seed: int = 0) -> RegressorMixin:
     return lookup(PREDICTORS, name, "predictor")(seed)
 
 
+MIN_FIT = 10  # labelled architectures below which a grid-searched, cross-validated fit means nothing
+
+
 def fit_predictor(name: str, X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> RegressorMixin:
     """Fit a regressor on features ``X`` (n, d) and targets ``y`` (n,)."""
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"expected X of shape (n, d) and y of shape (n,), got {X.shape} and {y.shape} instead")
-    if X.shape[0] < 10:
-        raise ValueError(f"expected at least 10 labelled architectures to fit a predictor, got {X.shape[0]}")
+    if X.shape[0] < MIN_FIT:
+        raise ValueError(f"expected at least {MIN_FIT} labelled architectures to fit a predictor, got {X.shape[0]}")
     return make_predictor(name, seed=seed).fit(X, y)
 
 

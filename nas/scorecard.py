@@ -1,7 +1,9 @@
 """How well do proxies rank architectures? ``python -m nas.scorecard --labels labelled.csv``.
 
-For a labelled NAS-Bench-201 set (architecture string and accuracy), computes each proxy on a
-seeded sample of the architectures and reports Spearman rho and Kendall tau against the labels;
+For a labelled set, either a NAS-Bench-201 CSV (architecture string and 200-epoch accuracy) or the
+JSON lines ``python -m nas.label`` writes (any space; ``--target clean_acc`` or ``noisy_acc``),
+computes each proxy on a seeded sample of the architectures and reports Spearman rho and Kendall tau
+against the labels;
 embedding regressors (``nas.predictors``) are fitted on one half of the sample (GHN embeddings,
 plus log-parameters for ``ridge+params``) and scored on the other half. Writes a markdown table,
 a JSON record and a scatter plot per proxy to ``--out``.
@@ -9,16 +11,18 @@ a JSON record and a scatter plot per proxy to ``--out``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import random
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ghn_core import load_ghn
@@ -27,7 +31,8 @@ from ghn_core.graph import Graph, GraphWarning
 from ghn_core.nb201 import NB201Network, load_labelled
 from ghn_core.utils import user_errors
 
-from .predictors import fit_predictor, rank_correlations
+from .label import build_architecture
+from .predictors import MIN_FIT, fit_predictor, rank_correlations
 from .proxies import ProxyContext, compute
 
 __all__ = ["score_proxies", "main"]
@@ -36,8 +41,10 @@ log = logging.getLogger("nas.scorecard")
 
 
 def score_proxies(archs: list[str], labels: np.ndarray, proxies: Sequence[str], ctx: ProxyContext,
-                  *, seed: int = 0, progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """Rank correlations of every proxy (and, with a GHN, of embedding regressors) with ``labels``.
+                  *, build: Callable[[str], nn.Module] = NB201Network, seed: int = 0,
+                  progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Rank correlations of every proxy (and, with a GHN and 20 or more architectures, of embedding
+    regressors) with ``labels``. ``build`` turns an architecture into its network.
 
     Every architecture must have a graph (see ``main``). Returns the table and the per-net values.
     """
@@ -47,18 +54,18 @@ def score_proxies(archs: list[str], labels: np.ndarray, proxies: Sequence[str], 
             torch.manual_seed(seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", GraphWarning)
-                values[name][i] = compute(name, NB201Network(arch), ctx)
+                values[name][i] = compute(name, build(arch), ctx)
     table = {}
     for name, v in values.items():
         ok = np.isfinite(v)
         table[name] = {**rank_correlations(v[ok], labels[ok]), "n": int(ok.sum())}  # raw values, no sign flip
-    if ctx.ghn is not None:
+    if ctx.ghn is not None and len(archs) >= 2 * MIN_FIT:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GraphWarning)
-            emb = ctx.ghn.embed([NB201Network(a) for a in archs]).numpy()
+            emb = ctx.ghn.embed([build(a) for a in archs]).numpy()
         order = np.random.default_rng(seed).permutation(len(archs))
         fit, test = order[: len(order) // 2], order[len(order) // 2:]
-        log_params = np.log([sum(p.numel() for p in NB201Network(a).parameters()) for a in archs])[:, None]
+        log_params = np.log([sum(p.numel() for p in build(a).parameters()) for a in archs])[:, None]
         for name, X in (("svr(embedding)", emb), ("ridge(embedding+log params)", np.hstack([emb, log_params]))):
             model = fit_predictor(name.split("(")[0], X[fit], labels[fit], seed=seed)
             pred = model.predict(X[test])
@@ -68,7 +75,7 @@ def score_proxies(archs: list[str], labels: np.ndarray, proxies: Sequence[str], 
     return table, values
 
 
-def _plots(values: dict[str, np.ndarray], labels: np.ndarray, table: dict, out: Path) -> None:
+def _plots(values: dict[str, np.ndarray], labels: np.ndarray, table: dict, out: Path, label_name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,10 +84,11 @@ def _plots(values: dict[str, np.ndarray], labels: np.ndarray, table: dict, out: 
     for name, v in values.items():
         ok = np.isfinite(v)
         fig, ax = plt.subplots(figsize=(4, 3.2), dpi=110)
-        ax.scatter(v[ok], labels[ok], s=6, alpha=0.5)
+        ax.scatter(v[ok], labels[ok], s=6, alpha=0.5, label=f"{int(ok.sum())} architectures")
         ax.set_xlabel(name)
-        ax.set_ylabel("CIFAR-10 test accuracy (%)")
+        ax.set_ylabel(label_name)
         ax.set_title(f"{name}: rho {table[name]['spearman']:.2f}, tau {table[name]['kendall']:.2f}")
+        ax.legend(loc="lower right")
         fig.tight_layout()
         fig.savefig(out / f"scatter_{name.split('(')[0]}.png")
         plt.close(fig)
@@ -88,7 +96,10 @@ def _plots(values: dict[str, np.ndarray], labels: np.ndarray, table: dict, out: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas.scorecard", description=__doc__)
-    parser.add_argument("--labels", required=True, help="labelled NAS-Bench-201 CSV")
+    parser.add_argument("--labels", required=True,
+                        help="a labelled NAS-Bench-201 CSV, or the JSON lines of python -m nas.label")
+    parser.add_argument("--target", default="clean_acc", choices=["clean_acc", "noisy_acc"],
+                        help="the label of a nas.label file (a NAS-Bench-201 CSV: CIFAR-10 accuracy)")
     parser.add_argument("--proxies", nargs="+", default=["params", "flops", "naswot", "synflow", "ghn_accuracy"])
     parser.add_argument("--n", type=int, default=500, help="architectures sampled from the labelled set")
     parser.add_argument("--ghn", default=None, help="GHN checkpoint (default: the shipped one)")
@@ -99,35 +110,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors(args.debug):
-        rows = load_labelled(args.labels)
+        space, rows, label_name = _read_labels(args.labels, args.target)
         rows = random.Random(args.seed).sample(rows, min(args.n, len(rows)))
-        # A cell with no path from input to output computes a constant (chance accuracy): it has no graph,
+        build = functools.partial(build_architecture, space)
+        # A net with no path from input to output computes a constant (chance accuracy): it has no graph,
         # so the GHN cannot take it; such architectures are left out for every proxy alike.
-        kept = [r for r in rows if _has_graph(r.arch)]
+        kept = [r for r in rows if _has_graph(build(r[0]))]
         log.info("%d of %d sampled architectures have a graph; the rest are left out", len(kept), len(rows))
-        rows = kept
-        archs, labels = [r.arch for r in rows], np.array([r.cifar10 for r in rows])
+        archs, labels = [r[0] for r in kept], np.array([r[1] for r in kept])
         ghn = load_ghn(args.ghn)
         ctx = ProxyContext.from_data(ghn, data_dir=args.data_dir, seed=args.seed, device="cpu")
-        table, values = score_proxies(archs, labels, args.proxies, ctx, seed=args.seed)
+        table, values = score_proxies(archs, labels, args.proxies, ctx, build=build, seed=args.seed)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        lines = [f"NAS-Bench-201 CIFAR-10: {len(archs)} architectures (a seeded sample, seed {args.seed}, of "
-                 f"{args.labels}, less cells without an input-output path); GHN {args.ghn or 'shipped'}",
+        lines = [f"{space} {label_name}: {len(archs)} architectures (a seeded sample, seed {args.seed}, of "
+                 f"{args.labels}, less nets without an input-output path); GHN {args.ghn or 'shipped'}",
                  "", "| proxy | Spearman rho | Kendall tau | n |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['spearman']:.3f} | {v['kendall']:.3f} | {v['n']} |" for k, v in table.items()]
         (out / "scorecard.md").write_text("\n".join(lines) + "\n")
         (out / "scorecard.json").write_text(json.dumps({"args": vars(args), "table": table}, indent=1))
-        _plots(values, labels, table, out)
+        _plots(values, labels, table, out, label_name)
         print("\n".join(lines))
     return 0
 
 
-def _has_graph(arch: str) -> bool:
+def _read_labels(path: str, target: str) -> tuple[str, list[tuple[str, float]], str]:
+    """(space, [(architecture, label)], what the label is) from a NB201 CSV or nas.label JSON lines."""
+    if not str(path).endswith(".jsonl"):
+        return "nb201", [(r.arch, r.cifar10) for r in load_labelled(path)], "CIFAR-10 test accuracy (%), 200 epochs"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no labels at {path}")
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not records:
+        raise ValueError(f"{path} has no labelled architectures")
+    spaces = {r.get("space") for r in records}
+    if len(spaces) != 1 or not {"arch", target} <= set(records[0]):
+        raise ValueError(f"{path}: expected nas.label records of one space with 'arch' and {target!r}")
+    recipe = records[0].get("recipe", {})
+    what = f"{target} (%), SGD {recipe.get('epochs')} epoch(s) x {recipe.get('max_batches') or 'all'} batches"
+    return spaces.pop(), [(r["arch"], float(r[target])) for r in records], what
+
+
+def _has_graph(model: nn.Module) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
-            Graph.from_module(NB201Network(arch))
+            Graph.from_module(model)
         return True
     except GraphError:
         return False
