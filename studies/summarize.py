@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
 from pathlib import Path
 
 import optuna
@@ -23,13 +22,13 @@ def main() -> None:
     studies = {name: optuna.load_study(study_name=name, storage=STORAGE) for name in SEARCHES + ["random-robustness"]}
     first = studies["accuracy"]
     recipe = first.user_attrs["final"]["recipe"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    started = min(t.datetime_start for s in studies.values() for t in s.trials if t.datetime_start)
     lines = [
         "# Studies",
         "",
         "Searches on the DeepNets-1M space (`--space deepnets`, nets built at C=32) with the shipped GHN "
-        f"(weights `{first.user_attrs['ghn_hash']}`), run by `bash studies/run.sh` (code at `{commit}`) on a "
-        f"2-core CPU, one thread per process, seed {first.user_attrs['seed']}. Proxies score each trial on 512 "
+        f"(weights `{first.user_attrs['ghn_hash']}`), run by `bash studies/run.sh` on {started:%Y-%m-%d} on a "
+        f"2-core CPU (no GPU), one thread per process, parts in parallel, seed {first.user_attrs['seed']}. Proxies score each trial on 512 "
         "CIFAR-10 validation images (held out of the training images). Every trained net gets the same SGD "
         f"budget: {recipe['epochs']} epoch of at most {recipe['max_batches']} batches of {recipe['batch_size']} "
         f"images (lr {recipe['lr']}, cosine), scored on {recipe['eval_batches']} test batches of 256, clean "
