@@ -109,8 +109,12 @@ def make_sampler(name: str, seed: int, *, multi_objective: bool) -> optuna.sampl
     return lookup(samplers, name, "sampler")(seed=seed)
 
 
+def _count(study: optuna.Study, state: TrialState) -> int:
+    return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
 def _complete(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return _count(study, TrialState.COMPLETE)
 
 
 def open_study(cfg: SearchConfig) -> optuna.Study:
@@ -276,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\ninterrupted: the study is consistent; run the same command to continue it", file=sys.stderr)
             return 130
         print(f"study {cfg.resolved_name()} in {cfg.resolved_storage()}: "
-              f"{sum(t.state.is_finished() for t in study.trials)} trials; top {cfg.top_k}:")
+              f"{_complete(study)} complete trials ({_count(study, TrialState.PRUNED)} pruned, "
+              f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
         if cfg.final_epochs > 0:
             from .finalize import finalize

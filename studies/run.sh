@@ -2,16 +2,17 @@
 # Reproduce the committed studies (studies/README.md says what they found):
 #   bash studies/run.sh [PART ...]   # from the repository root; GHN_NAS_DATA must point at CIFAR-10
 # PART: a study name (accuracy, robustness, efficiency, trainability, robustness+efficiency),
-# baseline or summary; all of them in that order by default.
+# baseline, compare or summary; all of them in that order by default.
 # Five searches on the DeepNets-1M space with the shipped GHN, their top-k trained with SGD, and a
-# random-search baseline (same trials, random sampler) whose first LABELLED architectures are
-# trained with the same SGD recipe, so the robust search can be compared with it on true noisy accuracy.
+# random-search baseline (same trials, random sampler); `compare` trains the robust search's top-k
+# and the baseline's first COMPARE architectures alike, to compare them on true noisy accuracy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 TRIALS=${TRIALS:-30}      # trials per study
 TOP_K=${TOP_K:-2}         # final candidates trained per study
-LABELLED=${LABELLED:-10}  # random-search architectures trained for the baseline
+COMPARE=${COMPARE:-5}     # random-search architectures trained for the robust-vs-random comparison
+COMPARE_BATCHES=${COMPARE_BATCHES:-50}  # its budget (the main job's): at 30, most nets are still at chance
 BATCHES=${BATCHES:-30}    # SGD budget of every trained net: 1 epoch of at most BATCHES batches of 96
 EVAL=${EVAL:-10}          # ... scored on EVAL test batches of 256 (clean and noisy)
 storage="sqlite:///studies/studies.db"
@@ -32,16 +33,30 @@ baseline() {
 import csv
 rows = [r for r in csv.DictReader(open("studies/random-robustness/trials.csv")) if r["state"] == "COMPLETE"]
 open("studies/random-robustness/archs.txt", "w").write("".join(r["architecture"] + "\n" for r in rows))'
-    python -m nas.label --space deepnets --archs studies/random-robustness/archs.txt --limit "$LABELLED" \
-        --out studies/random-robustness/labels.jsonl --recipe cpu --epochs 1 --max-batches "$BATCHES" \
-        --eval-batches "$EVAL" --device cpu --seed 0
+}
+
+compare() {
+    # The robust search's top-k and the random sample's first COMPARE nets, trained alike by nas.label.
+    mkdir -p studies/compare
+    python -c '
+import csv
+rows = [r for r in csv.DictReader(open("studies/robustness/trials.csv")) if r["state"] == "COMPLETE"]
+rows.sort(key=lambda r: -float(r["ghn_robustness"]))  # the top-k by proxy, as nas.search ranks them
+open("studies/compare/robust_archs.txt", "w").write("".join(r["architecture"] + "\n" for r in rows))'
+    label=(--space deepnets --recipe cpu --epochs 1 --max-batches "$COMPARE_BATCHES" --eval-batches "$EVAL"
+           --device cpu --seed 0)
+    python -m nas.label --archs studies/compare/robust_archs.txt --limit "$TOP_K" \
+        --out studies/compare/robust.jsonl "${label[@]}"
+    python -m nas.label --archs studies/random-robustness/archs.txt --limit "$COMPARE" \
+        --out studies/compare/random.jsonl "${label[@]}"
 }
 
 # Parts may run in separate processes (e.g. two at a time on two cores); the summary comes last.
-for part in "${@:-accuracy robustness efficiency trainability robustness+efficiency baseline summary}"; do
+for part in "${@:-accuracy robustness efficiency trainability robustness+efficiency baseline compare summary}"; do
     for target in $part; do
         case $target in
             baseline) baseline ;;
+            compare) compare ;;
             summary) python studies/summarize.py ;;
             *) search "$target" ;;
         esac
