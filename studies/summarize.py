@@ -22,6 +22,8 @@ def main() -> None:
     studies = {name: optuna.load_study(study_name=name, storage=STORAGE) for name in SEARCHES + ["random-robustness"]}
     first = studies["accuracy"]
     recipe = first.user_attrs["final"]["recipe"]
+    card_json = json.loads((HERE.parent / "ghn_core" / "checkpoints" / "ghn2_cifar10.json").read_text())
+    card = {"deepnets_test": card_json["evaluation"]["deepnets_test"]["mean"], "steps": card_json["training"]["steps"]}
     started = min(t.datetime_start for s in studies.values() for t in s.trials if t.datetime_start)
     lines = [
         "# Studies",
@@ -53,7 +55,11 @@ def main() -> None:
         path = HERE / "compare" / name
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
-    robust, random_ = read("robust.jsonl"), read("random.jsonl")
+    def position(r: dict, archs: str) -> int:  # records are appended in the order they finish
+        return (HERE / archs).read_text().splitlines().index(r["arch"]) + 1
+
+    robust = sorted(read("robust.jsonl"), key=lambda r: position(r, "compare/robust_archs.txt"))
+    random_ = sorted(read("random.jsonl"), key=lambda r: position(r, "random-robustness/archs.txt"))
     random_states = [t.state for t in studies["random-robustness"].trials]
     killed = random_states.count(optuna.trial.TrialState.FAIL)
     budget = robust[0]["recipe"] if robust else None
@@ -71,10 +77,11 @@ def main() -> None:
         "",
         "| | architecture | noisy acc (%) | clean acc (%) | training (s) |",
         "|---|---|---|---|---|",
-        *[f"| robust search, proxy rank {i + 1} | {i + 1} of `compare/robust_archs.txt` | {r['noisy_acc']:.2f} | "
-          f"{r['clean_acc']:.2f} | {r['train_time_s']:.0f} |" for i, r in enumerate(robust)],
-        *[f"| random search | {i + 1} of `random-robustness/archs.txt` | {r['noisy_acc']:.2f} | {r['clean_acc']:.2f} | "
-          f"{r['train_time_s']:.0f} |" for i, r in enumerate(random_)],
+        *[f"| robust search, proxy rank {position(r, 'compare/robust_archs.txt')} | line "
+          f"{position(r, 'compare/robust_archs.txt')} of `compare/robust_archs.txt` | {r['noisy_acc']:.2f} | "
+          f"{r['clean_acc']:.2f} | {r['train_time_s']:.0f} |" for r in robust],
+        *[f"| random search | line {position(r, 'random-robustness/archs.txt')} of `random-robustness/archs.txt` | "
+          f"{r['noisy_acc']:.2f} | {r['clean_acc']:.2f} | {r['train_time_s']:.0f} |" for r in random_],
         "",
     ]
     if not robust or len(random_) < MIN_LABELLED:
@@ -92,7 +99,10 @@ def main() -> None:
                   f"architectures on true noisy accuracy: {top1:.2f}% vs {median:.2f}%, a gap of {gap:+.2f} points "
                   f"against a standard error of {se:.2f} for one accuracy on {n_test} noisy test images "
                   f"(torch {torch.__version__}). This is one SGD budget far below the paper's 50 epochs, one seed "
-                  f"and {len(random_)} random nets: evidence at this budget, not a ranking of 50-epoch accuracy.", ""]
+                  f"and {len(random_)} random nets: evidence at this budget, not a ranking of 50-epoch accuracy. "
+                  f"The robust proxy rests on a GHN whose predicted parameters reach {card['deepnets_test']:.1f}% on "
+                  f"DeepNets-1M test nets after {card['steps']:,} CPU training steps (its model card); its ranking "
+                  f"is only as good as that GHN.", ""]
     lines += [
         "Each study folder has `report.md` (top-k table, final training, plots) and `trials.csv` (every trial with "
         "its proxies and architecture). The storage itself (`studies/studies.db`) is not committed; "
