@@ -97,16 +97,15 @@ def make_objective(space, proxies: Sequence[str], ctx: ProxyContext) -> Callable
     return objective
 
 
-SAMPLERS = ("auto", "tpe", "nsga2", "random")
+SAMPLERS = {"auto": None, "tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+            "random": optuna.samplers.RandomSampler}
 
 
 def make_sampler(name: str, seed: int, *, multi_objective: bool) -> optuna.samplers.BaseSampler:
     """``auto``: TPE for one objective, NSGA-II for several; ``random``: the random-search baseline."""
-    if name == "auto":
+    if lookup(SAMPLERS, name, "sampler") is None:
         name = "nsga2" if multi_objective else "tpe"
-    samplers = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-                "random": optuna.samplers.RandomSampler}
-    return lookup(samplers, name, "sampler")(seed=seed)
+    return SAMPLERS[name](seed=seed)
 
 
 def _count(study: optuna.Study, state: TrialState) -> int:
@@ -189,7 +188,7 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
     in this process (``cfg.workers == 1``) or in ``cfg.workers`` processes sharing the study."""
     if cfg.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {cfg.workers}")
-    lookup(dict.fromkeys(SAMPLERS), cfg.sampler, "sampler")  # before anything is written
+    lookup(SAMPLERS, cfg.sampler, "sampler")  # before anything is written
     if cfg.workers > 1 and cfg.resolved_storage().startswith("sqlite"):
         raise GhnNasError(f"{cfg.workers} workers on SQLite storage {cfg.resolved_storage()!r} would wait on its "
                           f"lock: use --storage journal:FILE (one host) or a PostgreSQL URL")

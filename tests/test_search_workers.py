@@ -1,17 +1,21 @@
 """Several workers on one study: nothing lost, nothing duplicated, dead workers' trials retried.
 
-Storages: a journal file (one host) always; PostgreSQL when GHN_NAS_POSTGRES_URL names a server
-(.ci/run starts one on loopback with .ci/postgres.sh).
+Storages: a journal file (one host) and PostgreSQL: the server GHN_NAS_POSTGRES_URL names (.ci/run
+starts one on loopback with .ci/postgres.sh), else one this module starts from the installed package.
 """
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -21,19 +25,38 @@ from optuna.trial import TrialState
 from nas.search import SearchConfig, run_search
 from nas.storage import open_storage, recover_orphans
 
+REPO = Path(__file__).resolve().parents[1]
+
 pytestmark = pytest.mark.timeout(600)
 
 
-def _postgres_url() -> str:
-    url = os.environ.get("GHN_NAS_POSTGRES_URL")
-    if not url:
-        pytest.skip("no PostgreSQL server: set GHN_NAS_POSTGRES_URL (.ci/run starts one with .ci/postgres.sh)")
-    return url
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """GHN_NAS_POSTGRES_URL (.ci/run sets it), else a throwaway server of the installed PostgreSQL."""
+    if os.environ.get("GHN_NAS_POSTGRES_URL"):
+        yield os.environ["GHN_NAS_POSTGRES_URL"]
+        return
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        pytest.fail("no PostgreSQL for the storage tests: set GHN_NAS_POSTGRES_URL, or install the Debian package "
+                    "postgresql (`.ci/postgres.sh start DIR` installs, starts and prints a URL)")
+    # Not under pytest's tmp dirs (mode 0700): as root the server runs as the postgres user, who must reach it.
+    top = Path(tempfile.mkdtemp(prefix="ghn-nas-pg."))
+    os.chmod(top, 0o755)
+    cluster = top / "cluster"
+    start = subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh"), "start", str(cluster)],
+                           capture_output=True, text=True)
+    if start.returncode != 0:
+        pytest.fail(f"could not start PostgreSQL with .ci/postgres.sh: {start.stderr[-1000:]}")
+    yield start.stdout.strip()
+    subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh"), "stop", str(cluster)], capture_output=True)
+    shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(params=["journal", "postgres"])
 def shared_storage(request, tmp_path) -> str:
-    return f"journal:{tmp_path}/study.journal" if request.param == "journal" else _postgres_url()
+    if request.param == "journal":
+        return f"journal:{tmp_path}/study.journal"
+    return request.getfixturevalue("postgres_url")
 
 
 def _states(study) -> dict[TrialState, int]:
@@ -172,9 +195,9 @@ study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=50)
 
 
 @pytest.mark.parametrize("kind", ["journal", "sqlite", "postgres"])
-def test_load_four_workers_by_fifty_trials(tmp_path, kind):
+def test_load_four_workers_by_fifty_trials(request, tmp_path, kind):
     url = {"journal": f"journal:{tmp_path}/load.journal", "sqlite": f"sqlite:///{tmp_path}/load.db"}.get(kind)
-    url = url or _postgres_url()
+    url = url or request.getfixturevalue("postgres_url")
     name = f"load-{uuid.uuid4().hex[:8]}"
     optuna.create_study(study_name=name, storage=open_storage(url))
     procs = [subprocess.Popen([sys.executable, "-c", LOAD_WORKER, url, name], stderr=subprocess.PIPE, text=True)
