@@ -32,7 +32,7 @@ from ghn_core.utils import lookup, user_errors
 from .objectives import resolve_objectives
 from .proxies import ProxyContext, compute
 from .space import get_space
-from .storage import dashboard_url, open_storage, recover_orphans, worker_id
+from .storage import dashboard_url, fail_own_trials, open_storage, recover_orphans, worker_id
 
 __all__ = ["SearchConfig", "make_objective", "open_study", "search_worker", "run_search", "top_trials", "main"]
 
@@ -164,18 +164,24 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True) -
     objective = make_objective(get_space(cfg.space), proxies, ctx)
     bar = tqdm(total=cfg.trials, initial=done, desc=f"study {cfg.resolved_name()}", unit="trial",
                disable=not progress)
-    while True:
-        recover_orphans(study)
-        done = _complete(study)
-        bar.update(done - bar.n)
-        if done >= cfg.trials:
-            break
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if done + running >= cfg.trials:
-            time.sleep(0.5)  # the study is finishing in other workers (or they died: recovered above)
-            continue
-        study.optimize(objective, n_trials=1)
-    bar.close()
+    try:
+        while True:
+            recover_orphans(study)
+            done = _complete(study)
+            bar.update(done - bar.n)
+            if done >= cfg.trials:
+                break
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if done + running >= cfg.trials:
+                time.sleep(0.5)  # the study is finishing in other workers (or they died: recovered above)
+                continue
+            study.optimize(objective, n_trials=1)
+    except KeyboardInterrupt:
+        # Optuna fails the trial it was running unless Ctrl-C lands between its steps: make sure.
+        fail_own_trials(study)
+        raise
+    finally:
+        bar.close()
 
 
 def _spawned_worker(cfg: SearchConfig, index: int) -> None:

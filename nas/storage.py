@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from ghn_core.errors import GhnNasError
 
-__all__ = ["open_storage", "dashboard_url", "worker_id", "recover_orphans", "MAX_RETRY"]
+__all__ = ["open_storage", "dashboard_url", "worker_id", "recover_orphans", "fail_own_trials", "MAX_RETRY"]
 
 MAX_RETRY = 2          # retries of one trial whose worker died, before it stays FAILED
 HEARTBEAT_S = 20       # RDB storages: seconds between heartbeats of a running trial
@@ -133,4 +133,17 @@ def recover_orphans(study: optuna.Study) -> list[int]:
             continue  # another worker got there first
         _retry(study, study._storage.get_trial(trial._trial_id))
         failed.append(trial.number)
+    return failed
+
+
+def fail_own_trials(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials this process claimed (after Ctrl-C); they are not retried."""
+    me, failed = worker_id(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") == me:
+            try:
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                continue
+            failed.append(trial.number)
     return failed
