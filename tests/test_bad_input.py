@@ -93,6 +93,18 @@ def test_nan_predictions_are_refused_and_nothing_is_written(ghn):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_a_single_nan_value_is_caught(ghn):
+    """Not only a tensor's first value: NaN in one input column of the classifier is refused too."""
+    broken = copy.deepcopy(ghn)
+    with torch.no_grad():
+        broken.decoder.conv2.bias[5] = float("nan")  # block entry (out 0, in 5): classifier column 5
+    model = small_net()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(GhnNasError, match="predicted non-finite values for Sequential"):
+        broken.predict(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_empty_labelled_set(tmp_path, capsys):
     from nas.predictors import fit_predictor
     from nas.scorecard import main as scorecard

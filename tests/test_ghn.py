@@ -79,6 +79,28 @@ def test_level_sweeps_equal_node_by_node_on_real_graphs(ghn):
     assert torch.allclose(fast, slow, atol=1e-5)
 
 
+def _tiny_vit() -> nn.Module:
+    """A ViT with (1, T, D) token tables: class token and positional embedding."""
+    return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
+                                                hidden_dim=16, mlp_dim=16, num_classes=10)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torchvision.models.resnet18(num_classes=10),
+    lambda: torchvision.models.resnet18(num_classes=10).to(memory_format=torch.channels_last),  # strided weights
+    _tiny_vit,
+])
+def test_predict_writes_exactly_the_predicted_tensors(ghn, make):
+    """predict (tiling the checked blocks) writes what predict_params returns, strided and token tensors too."""
+    torch.manual_seed(0)
+    model = make()
+    expected = ghn.predict_params([model])[0]
+    ghn.predict(model)
+    assert expected
+    for name, tensor in expected.items():
+        assert torch.equal(model.get_parameter(name), tensor), name
+
+
 def test_predict_writes_parameters_and_uses_batch_statistics(ghn):
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)

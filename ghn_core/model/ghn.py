@@ -7,6 +7,7 @@ writes nothing anywhere: :mod:`ghn_core.model.predict` puts tensors into network
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -28,6 +29,7 @@ __all__ = ["GHN2", "ParamTarget", "ROLES", "param_targets"]
 
 # How a predicted tensor is produced and normalised.
 ROLES = ("weight", "embedding", "norm_weight", "bias", "classifier_weight", "classifier_bias")
+ONE_D_ROLES = ("norm_weight", "bias", "classifier_bias")  # decoded as rows of 2d values, not blocks
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,20 @@ class GHN2(nn.Module):
     # -- decoding -----------------------------------------------------------------------------------
     def decode(self, h: torch.Tensor, targets: list[ParamTarget]) -> list[torch.Tensor]:
         """Predicted tensors for ``targets`` (same order), normalised per role."""
+        return [expand(block, t) for block, t in zip(self.decode_blocks(h, targets), targets)]
+
+    def decode_blocks(self, h: torch.Tensor, targets: list[ParamTarget]) -> list[torch.Tensor]:
+        """The compact predictions for ``targets``: normalised blocks that :func:`expand` tiles to shape.
+
+        A weight's block is at most (2d, 2d, s, s) in its canonical 4-D shape; a 1-D tensor's is at
+        most 2d values. Every value of a full tensor is a copy of one of its block's values.
+        """
         out: list[torch.Tensor | None] = [None] * len(targets)
         B, s = self.decoder.block, self.decoder.s
         groups: dict[tuple, list[int]] = defaultdict(list)
         one_d = []
         for k, t in enumerate(targets):
-            if t.role in ("norm_weight", "bias", "classifier_bias"):
+            if t.role in ONE_D_ROLES:
                 one_d.append(k)
                 continue
             o, i, kh, kw = canonical_shape(t.shape)
@@ -112,28 +122,26 @@ class GHN2(nn.Module):
             rows = self.decoder_1d(h[nodes])  # (n, 2, B)
             for row, k in zip(rows, one_d):
                 t = targets[k]
-                numel = torch.Size(t.shape).numel()
                 # Elementwise normalisation commutes with tiling: apply it to the 64 values.
                 if t.role == "norm_weight":
                     p = normalize_norm_weight(row[0]) if self.config.weight_norm else row[0]
                 else:  # a bias; the classifier's goes through ReLU and a linear map onto the classes
                     p = row[1] if t.role == "bias" else self.class_bias(F.relu(row[1]))
                     p = normalize_bias(p) if self.config.weight_norm else p
-                out[k] = tile(p, (numel,)).view(t.shape)
+                out[k] = p
         return out  # type: ignore[return-value]
 
     def _finish_weight(self, block: torch.Tensor, t: ParamTarget) -> torch.Tensor:
-        """Normalise a decoded block for the target, then tile it to the target's shape."""
+        """Normalise a decoded block for the target (still a block: :func:`expand` tiles it)."""
         if t.role == "classifier_weight":
             # (B, i', 1, 1) -> ReLU -> linear over the out-channel axis -> (classes, i')
             block = self.class_weight(F.relu(block[:, :, 0, 0]).t())  # (i', classes)
             block = block.t()[:, :, None, None]
-        canon = canonical_shape(t.shape)
         if self.config.weight_norm and t.role in ("weight", "classifier_weight"):
             # The scale depends only on the target's shape, so it is applied to the small block
             # rather than to the tiled tensor (one pass over the full parameter saved).
-            block = block * weight_scale(canon)
-        return _to_shape(tile(block, canon), t.shape)
+            block = block * weight_scale(canonical_shape(t.shape))
+        return block
 
     def forward(self, batch, targets: list[ParamTarget]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Predicted tensors for ``targets`` and the (N, hid) node embeddings."""
@@ -170,15 +178,18 @@ class GHN2(nn.Module):
 
         Differentiable (training uses it through ``torch.func.functional_call``); nothing is written.
         """
-        graphs = self.graphs(models) if graphs is None else graphs
-        device = next(self.parameters()).device
-        batch = GraphBatch.from_graphs(graphs, device=device)
-        targets = param_targets(batch, models)
-        tensors, _ = self(batch, targets)
+        targets, blocks = self._predict_blocks(models, graphs)
         out: list[dict[str, torch.Tensor]] = [{} for _ in models]
-        for t, tensor in zip(targets, tensors):
-            out[t.graph][t.name] = tensor
+        for t, block in zip(targets, blocks):
+            out[t.graph][t.name] = expand(block, t)
         return out
+
+    def _predict_blocks(self, models: Sequence[nn.Module], graphs: Sequence[Graph] | None
+                        ) -> tuple[list[ParamTarget], list[torch.Tensor]]:
+        graphs = self.graphs(models) if graphs is None else graphs
+        batch = GraphBatch.from_graphs(graphs, device=next(self.parameters()).device)
+        targets = param_targets(batch, models)
+        return targets, self.decode_blocks(self.encode(batch), targets)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, *, graph: Graph | None = None) -> nn.Module:
@@ -199,20 +210,20 @@ class GHN2(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            predicted = self.predict_params(models, graphs)
+            targets, blocks = self._predict_blocks(models, graphs)
         finally:
             self.train(was_training)
-        # A cheap guard (one value per tensor; a full scan would cost as much as the prediction):
-        # NaN/Inf weights reach every tiled copy of a block. Nothing is written if it trips.
-        firsts = [(model, name, t.reshape(-1)[0]) for model, p in zip(models, predicted) for name, t in p.items()]
-        if firsts and not torch.isfinite(torch.stack([f[2] for f in firsts])).all():
-            model, name, _ = next(f for f in firsts if not torch.isfinite(f[2]))
-            raise GhnNasError(f"the GHN predicted non-finite values for {type(model).__name__} (first: {name}); "
-                              f"its weights are probably corrupt or diverged: load another checkpoint")
-        for model, params in zip(models, predicted):
-            for name, tensor in params.items():
-                target = model.get_parameter(name)
-                target.copy_(tensor.to(device=target.device, dtype=target.dtype))
+        # Every predicted value is a copy of a block value, so checking the small blocks checks
+        # them all. Nothing is written if it trips.
+        finite = torch.stack([torch.isfinite(b).all() for b in blocks]) if blocks else torch.ones(0, dtype=torch.bool)
+        if not finite.all():
+            t = targets[int((~finite).nonzero()[0])]
+            raise GhnNasError(f"the GHN predicted non-finite values for {type(models[t.graph]).__name__} (first: "
+                              f"{t.name}); its weights are probably corrupt or diverged: load another checkpoint")
+        for t, block in zip(targets, blocks):
+            param = models[t.graph].get_parameter(t.name)
+            param.copy_(expand(block.to(device=param.device, dtype=param.dtype), t))
+        for model in models:
             use_batch_statistics(model)
         return list(models)
 
@@ -248,12 +259,24 @@ class GHN2(nn.Module):
         return f"variant={c.variant}, hid={c.hid}, max_spatial={c.max_spatial}, num_classes={c.num_classes}"
 
 
+def expand(block: torch.Tensor, t: ParamTarget) -> torch.Tensor:
+    """The full tensor for ``t`` from its compact block (``GHN2.decode_blocks``): tiled, differentiable."""
+    if t.role in ONE_D_ROLES:
+        return tile(block, (math.prod(t.shape),)).view(t.shape)
+    return _to_shape(tile(block, canonical_shape(t.shape)), t.shape)
+
+
+def _is_tokens(shape: tuple[int, ...]) -> bool:
+    """(1, T, D): a token table, canonically (1, D, h, w) with the tokens along the last axis."""
+    return len(shape) == 3 and shape[0] == 1
+
+
 def _to_shape(w: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """A canonical 4-D tensor back to the parameter's own shape (inverse of ``canonical_shape``)."""
     shape = tuple(shape)
     if w.shape == shape:
         return w
-    if len(shape) == 3 and shape[0] == 1:  # (1, D, h, w) -> (1, T, D): tokens along the last axis
+    if _is_tokens(shape):  # (1, D, h, w) -> (1, T, D): tokens along the last axis
         tokens = tile(w.reshape(1, shape[2], -1), (1, shape[2], shape[1]))
         return tokens.transpose(1, 2)
     if w.numel() == torch.Size(shape).numel():
