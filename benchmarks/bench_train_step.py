@@ -5,7 +5,9 @@ The step's sampling (building 8 meta-device nets and their graphs) is timed apar
 Baseline in the same process: graphs by tracing each net (``Graph.from_module``) instead of
 ``architecture_graph``.
 
-    python benchmarks/bench_train_step.py [--threads 2] [--steps 20] [--device cpu]
+    python benchmarks/bench_train_step.py [--threads 2] [--steps 20] [--device cpu] [--profile 3]
+
+``--profile N`` profiles N more steps and prints where the time goes, by kind of operator.
 """
 from __future__ import annotations
 
@@ -33,6 +35,32 @@ def traced_meta_batch(store, rng) -> MetaBatch:
     return MetaBatch(indices, nets, [Graph.from_module(n) for n in nets])
 
 
+# Operator kinds of the breakdown, by substring of the aten op name (first match wins).
+OP_KINDS = [("convolution", ("convolution",)), ("attention", ("attention",)),
+            ("batch norm", ("batch_norm",)), ("ReLU", ("clamp_min", "threshold", "relu")),
+            ("matmul", ("mm", "addmm", "bmm", "linear", "gru")), ("copies", ("copy_", "cat", "index", "repeat"))]
+
+
+def profile_steps(ghn, opt, store, x, y, steps: int) -> None:
+    """Self CPU time of ``steps`` train steps, summed by operator kind."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        for k in range(steps):
+            meta = sample_meta_batch(store, random.Random(1000 + k), meta_batch=8, max_nodes=2200, num_classes=10)
+            train_step(ghn, meta, x, y, optimizer=opt)
+    totals = {name: 0.0 for name, _ in OP_KINDS} | {"other": 0.0}
+    for e in prof.key_averages():
+        if not e.key.startswith("aten::"):
+            continue
+        kind = next((name for name, keys in OP_KINDS if any(k in e.key for k in keys)), "other")
+        totals[kind] += e.self_cpu_time_total / 1e6
+    total = sum(totals.values())
+    print(f"profile of {steps} steps (self CPU time of aten ops, {total:.1f} s):")
+    for name, t in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:12s} {t:7.2f} s  {100 * t / total:5.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
@@ -40,6 +68,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--width-scale", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N more steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -65,6 +94,8 @@ def main() -> None:
             t3 = time.perf_counter()
             if k >= 2:  # two warm-up steps
                 sample_t.append(t1 - t0), step_t.append(t2 - t1), traced_t.append(t3 - t2), nodes.append(meta.num_nodes)
+        if args.profile:
+            profile_steps(ghn, opt, store, x, y, args.profile)
     med = statistics.median
     print(f"device {device}, {args.threads} threads, torch {torch.__version__}; meta-batch 8, "
           f"{args.batch_size} images, width x{args.width_scale}; median of {args.steps} steps "

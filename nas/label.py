@@ -26,7 +26,7 @@ from torch import nn
 from ghn_core.data import BatchLoader, get_dataset_info, load_split
 from ghn_core.utils import lookup, resolve_device, user_errors
 
-__all__ = ["SGDRecipe", "RECIPES", "train_sgd", "build_architecture", "main"]
+__all__ = ["SGDRecipe", "RECIPES", "train_sgd", "build_architecture", "read_labels", "main"]
 
 log = logging.getLogger("nas.label")
 
@@ -130,6 +130,27 @@ def build_architecture(space: str, arch: str, num_classes: int = 10) -> nn.Modul
     from ghn_core.deepnets import Architecture, Network
 
     return Network(Architecture.from_json(arch), 32, num_classes)
+
+
+def read_labels(path: str, target: str) -> tuple[str, list[tuple[str, float]], str]:
+    """(space, [(architecture, label)], what the label is) from a NB201 CSV or nas.label JSON lines."""
+    from ghn_core.nb201 import load_labelled
+
+    if not str(path).endswith(".jsonl"):
+        if target != "clean_acc":
+            raise ValueError(f"{path}: a NAS-Bench-201 CSV holds clean accuracy only, not {target!r}")
+        return "nb201", [(r.arch, r.cifar10) for r in load_labelled(path)], "CIFAR-10 test accuracy (%), 200 epochs"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no labels at {path}")
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not records:
+        raise ValueError(f"{path} has no labelled architectures")
+    spaces = {r.get("space") for r in records}
+    if len(spaces) != 1 or not {"arch", target} <= set(records[0]):
+        raise ValueError(f"{path}: expected nas.label records of one space with 'arch' and {target!r}")
+    recipe = records[0].get("recipe", {})
+    what = f"{target} (%), SGD {recipe.get('epochs')} epoch(s) x {recipe.get('max_batches') or 'all'} batches"
+    return spaces.pop(), [(r["arch"], float(r[target])) for r in records], what
 
 
 def main(argv: Sequence[str] | None = None) -> int:

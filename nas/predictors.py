@@ -9,11 +9,16 @@ Every regressor is a stock scikit-learn estimator built by a function in :data:`
 
 Saved predictors carry the ghn-nas version, the feature width and the hash of the GHN whose
 embeddings they were fitted on; loading with another GHN raises and names both.
+
+:func:`fit_on_labels` fits the paper's SVR on the records ``python -m nas.label`` writes; with
+``nas.search --labels FILE`` such a regressor scores the accuracy and robustness objectives.
 """
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import joblib
 import numpy as np
@@ -24,11 +29,18 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
+from torch import nn
 
 import ghn_core
+from ghn_core.errors import GraphError
+from ghn_core.graph import GraphWarning
+from ghn_core.model import GHN2
 from ghn_core.utils import lookup
 
-__all__ = ["PREDICTORS", "make_predictor", "fit_predictor", "rank_correlations", "save_predictor", "load_predictor"]
+__all__ = ["PREDICTORS", "make_predictor", "fit_predictor", "rank_correlations", "save_predictor", "load_predictor",
+           "embedding_features", "fit_on_labels"]
+
+log = logging.getLogger("nas.predictors")
 
 
 def _svr(seed: int) -> RegressorMixin:
@@ -85,3 +97,33 @@ def load_predictor(path: str | Path, *, ghn_hash: str, n_features: int) -> Regre
     if record["n_features"] != n_features:
         raise ValueError(f"{path} expects {record['n_features']} features, got {n_features}")
     return record["model"]
+
+
+def embedding_features(ghn: GHN2, models: Sequence[nn.Module]) -> np.ndarray:
+    """(n, hid) GHN graph embeddings: the features the property regressors are fitted on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
+        return ghn.embed(models).numpy()
+
+
+def fit_on_labels(ghn: GHN2, path: str | Path, target: str, *, space: str, seed: int = 0) -> RegressorMixin:
+    """The paper's RBF SVR from GHN embedding to ``target`` (e.g. ``noisy_acc``), fitted on the
+    ``python -m nas.label`` records in ``path``, which must be of ``space``.
+
+    Architectures without an input-output path (no graph, so no embedding) are left out.
+    """
+    from .label import build_architecture, read_labels
+
+    labelled_space, rows, _ = read_labels(str(path), target)
+    if labelled_space != space:
+        raise ValueError(f"{path} labels the {labelled_space} space, but the search is on {space}")
+    features, y = [], []
+    for arch, value in rows:
+        try:
+            features.append(embedding_features(ghn, [build_architecture(space, arch)])[0])
+        except GraphError:
+            continue
+        y.append(value)
+    if len(rows) > len(y):
+        log.info("%d of %d labelled architectures have no graph and are left out", len(rows) - len(y), len(rows))
+    return fit_predictor("svr", np.array(features).reshape(len(y), -1), np.array(y), seed=seed)

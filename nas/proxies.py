@@ -8,6 +8,8 @@ batch of validation images (never the test set), the device and the seed.
     score = compute("ghn_robustness", model, ctx)
 
 GHN proxies predict the model's parameters first (the model is changed in place: pass a fresh one).
+``predicted_clean_acc`` and ``predicted_noisy_acc`` are regressors of SGD labels on the GHN's graph
+embedding (``nas.predictors.fit_on_labels``), set in ``ctx.predictors`` under the label's name.
 The baselines every GHN proxy is compared with are ``params``, ``flops``, ``naswot`` and ``synflow``.
 """
 from __future__ import annotations
@@ -15,8 +17,8 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ghn_core.data import add_noise, get_dataset_info, load_split, normalize, to_float
+from ghn_core.errors import GhnNasError
 from ghn_core.model import GHN2
 from ghn_core.utils import lookup, resolve_device, torch_generator
 
@@ -41,6 +44,7 @@ class ProxyContext:
     device: torch.device
     seed: int = 0
     batch_size: int = 64
+    predictors: dict[str, Any] = field(default_factory=dict)  # label name -> fitted regressor
 
     @classmethod
     def from_data(cls, ghn: GHN2 | None, *, dataset: str = "cifar10", n_images: int = 512, seed: int = 0,
@@ -185,6 +189,19 @@ def synflow(model: nn.Module, ctx: ProxyContext) -> float:
     return float(sum((p.detach() * p.grad).abs().sum() for p in net.parameters() if p.grad is not None))
 
 
+def _regressed(label: str) -> Callable[[nn.Module, ProxyContext], float]:
+    def predicted(model: nn.Module, ctx: ProxyContext) -> float:
+        from .predictors import embedding_features
+
+        if ctx.ghn is None or label not in ctx.predictors:
+            raise GhnNasError(f"predicted_{label} needs a GHN and a regressor fitted on {label} labels: "
+                              f"give nas.search --labels FILE (records of python -m nas.label)")
+        return float(ctx.predictors[label].predict(embedding_features(ctx.ghn, [model]))[0])
+
+    predicted.__doc__ = f"{label} (%) after SGD, as an SVR on the GHN embedding fitted on labelled nets predicts it."
+    return predicted
+
+
 PROXIES: dict[str, Proxy] = {p.name: p for p in (
     Proxy("ghn_accuracy", "maximize", ghn_accuracy, ghn_accuracy.__doc__),
     Proxy("ghn_robustness", "maximize", ghn_robustness, ghn_robustness.__doc__),
@@ -195,6 +212,8 @@ PROXIES: dict[str, Proxy] = {p.name: p for p in (
     Proxy("params", "maximize", params, "Parameters (millions); as an accuracy baseline, more is better."),
     Proxy("naswot", "maximize", naswot, naswot.__doc__),
     Proxy("synflow", "maximize", synflow, synflow.__doc__),
+    *(Proxy(f"predicted_{label}", "maximize", fn, fn.__doc__)
+      for label, fn in (("clean_acc", _regressed("clean_acc")), ("noisy_acc", _regressed("noisy_acc")))),
 )}
 
 

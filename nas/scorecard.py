@@ -5,8 +5,9 @@ JSON lines ``python -m nas.label`` writes (any space; ``--target clean_acc`` or 
 computes each proxy on a seeded sample of the architectures and reports Spearman rho and Kendall tau
 against the labels;
 embedding regressors (``nas.predictors``) are fitted on one half of the sample (GHN embeddings,
-plus log-parameters for ``ridge+params``) and scored on the other half. Writes a markdown table,
-a JSON record and a scatter plot per proxy to ``--out``.
+plus log-parameters for ``ridge+params``) and scored on the other half, where every proxy is scored
+too, so the two compare on the same nets. Writes a markdown table, a JSON record and a scatter plot
+per proxy to ``--out``.
 """
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ from tqdm.auto import tqdm
 from ghn_core import load_ghn
 from ghn_core.errors import GraphError
 from ghn_core.graph import Graph, GraphWarning
-from ghn_core.nb201 import NB201Network, load_labelled
+from ghn_core.nb201 import NB201Network
 from ghn_core.utils import user_errors
 
-from .label import build_architecture
+from .label import build_architecture, read_labels
 from .predictors import MIN_FIT, fit_predictor, rank_correlations
 from .proxies import ProxyContext, compute
 
@@ -55,23 +56,28 @@ def score_proxies(archs: list[str], labels: np.ndarray, proxies: Sequence[str], 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", GraphWarning)
                 values[name][i] = compute(name, build(arch), ctx)
-    table = {}
-    for name, v in values.items():
-        ok = np.isfinite(v)
-        table[name] = {**rank_correlations(v[ok], labels[ok]), "n": int(ok.sum())}  # raw values, no sign flip
+    def score(v: np.ndarray, where: np.ndarray) -> dict[str, float]:
+        ok = where[np.isfinite(v[where])]
+        return {**rank_correlations(v[ok], labels[ok]), "n": int(len(ok))}  # raw values, no sign flip
+
+    everything = np.arange(len(archs))
+    table = {name: {**score(v, everything), "scored_on": "all"} for name, v in values.items()}
     if ctx.ghn is not None and len(archs) >= 2 * MIN_FIT:
+        order = np.random.default_rng(seed).permutation(len(archs))
+        fit, test = order[: len(order) // 2], np.sort(order[len(order) // 2:])
+        for name, v in values.items():
+            table[name]["held_out"] = score(v, test)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GraphWarning)
             emb = ctx.ghn.embed([build(a) for a in archs]).numpy()
-        order = np.random.default_rng(seed).permutation(len(archs))
-        fit, test = order[: len(order) // 2], order[len(order) // 2:]
         log_params = np.log([sum(p.numel() for p in build(a).parameters()) for a in archs])[:, None]
         for name, X in (("svr(embedding)", emb), ("ridge(embedding+log params)", np.hstack([emb, log_params]))):
             model = fit_predictor(name.split("(")[0], X[fit], labels[fit], seed=seed)
             pred = model.predict(X[test])
             values[name] = np.full(len(archs), np.nan)
             values[name][test] = pred
-            table[name] = {**rank_correlations(pred, labels[test]), "n": int(len(test))}
+            table[name] = {**score(values[name], test), "scored_on": "held-out half"}
+            table[name]["held_out"] = score(values[name], test)
     return table, values
 
 
@@ -110,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors(args.debug):
-        space, rows, label_name = _read_labels(args.labels, args.target)
+        space, rows, label_name = read_labels(args.labels, args.target)
         rows = random.Random(args.seed).sample(rows, min(args.n, len(rows)))
         build = functools.partial(build_architecture, space)
         # A net with no path from input to output computes a constant (chance accuracy): it has no graph,
@@ -125,8 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         lines = [f"{space} {label_name}: {len(archs)} architectures (a seeded sample, seed {args.seed}, of "
                  f"{args.labels}, less nets without an input-output path); GHN {args.ghn or 'shipped'}",
-                 "", "| proxy | Spearman rho | Kendall tau | n |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['spearman']:.3f} | {v['kendall']:.3f} | {v['n']} |" for k, v in table.items()]
+                 "", "| proxy | rho, all | tau, all | n | rho, held-out half | tau, held-out half | n |",
+                 "|---|---|---|---|---|---|---|"]
+        lines += [_row(name, row) for name, row in table.items()]
+        if any("held_out" in row for row in table.values()):
+            lines += ["", "Regressors are fitted on the other half of the sample; every row's held-out "
+                      "columns are scored on the same nets."]
         (out / "scorecard.md").write_text("\n".join(lines) + "\n")
         (out / "scorecard.json").write_text(json.dumps({"args": vars(args), "table": table}, indent=1))
         _plots(values, labels, table, out, label_name)
@@ -134,21 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _read_labels(path: str, target: str) -> tuple[str, list[tuple[str, float]], str]:
-    """(space, [(architecture, label)], what the label is) from a NB201 CSV or nas.label JSON lines."""
-    if not str(path).endswith(".jsonl"):
-        return "nb201", [(r.arch, r.cifar10) for r in load_labelled(path)], "CIFAR-10 test accuracy (%), 200 epochs"
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no labels at {path}")
-    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    if not records:
-        raise ValueError(f"{path} has no labelled architectures")
-    spaces = {r.get("space") for r in records}
-    if len(spaces) != 1 or not {"arch", target} <= set(records[0]):
-        raise ValueError(f"{path}: expected nas.label records of one space with 'arch' and {target!r}")
-    recipe = records[0].get("recipe", {})
-    what = f"{target} (%), SGD {recipe.get('epochs')} epoch(s) x {recipe.get('max_batches') or 'all'} batches"
-    return spaces.pop(), [(r["arch"], float(r[target])) for r in records], what
+def _row(name: str, row: dict) -> str:
+    """One markdown row: rank correlations over all nets (proxies only) and over the held-out half."""
+    whole = (f"{row['spearman']:.3f} | {row['kendall']:.3f} | {row['n']}" if row["scored_on"] == "all"
+             else "- | - | -")
+    held = row.get("held_out")
+    held = f"{held['spearman']:.3f} | {held['kendall']:.3f} | {held['n']}" if held else "- | - | -"
+    return f"| {name} | {whole} | {held} |"
 
 
 def _has_graph(model: nn.Module) -> bool:

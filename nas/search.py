@@ -7,10 +7,17 @@ PostgreSQL URL with ``--storage``, see ``nas.storage``), so ``optuna-dashboard <
 running the same command again continues it, and ``--workers N`` (or N commands on several hosts)
 share it. Ctrl-C leaves the study consistent (the interrupted trial is marked FAIL). The study records
 its objective, space, seed and the GHN's weight hash.
+
+With ``--labels FILE`` (records of ``python -m nas.label`` on the same space), the accuracy and
+robustness objectives are scored by the paper's property predictor instead: an SVR from the GHN's
+graph embedding to the clean or noisy SGD accuracy, fitted on those records. It is saved in the run
+folder and recorded on the study (path, and the labels' digest, so a continued study cannot
+silently switch labels).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import multiprocessing
 import sys
@@ -30,6 +37,7 @@ from ghn_core.model.checkpoint import state_hash
 from ghn_core.utils import lookup, user_errors
 
 from .objectives import resolve_objectives
+from .predictors import fit_on_labels, load_predictor, save_predictor
 from .proxies import ProxyContext, compute
 from .space import get_space
 from .storage import dashboard_url, fail_own_trials, open_storage, recover_orphans, worker_id
@@ -60,9 +68,18 @@ class SearchConfig:
     out: str | None = None             # run folder for the report; default runs/<study_name>
     workers: int = 1                   # processes running trials on the study at once
     sampler: str = "auto"              # auto (TPE / NSGA-II), tpe, nsga2, random (a baseline)
+    labels: str | None = None          # nas.label records: accuracy/robustness scored by a fitted regressor
 
     def resolved_name(self) -> str:
         return self.study_name or f"{'+'.join(self.objective)}-{self.space}"
+
+    def resolved_out(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.resolved_name()
+
+    def proxies(self) -> tuple[list[str], list[str]]:
+        """(proxy names, directions) of the objectives; label regressors in place of GHN accuracy
+        proxies when ``labels`` is set."""
+        return resolve_objectives(self.objective, regress=self.labels is not None)
 
     def resolved_storage(self) -> str:
         """The storage URL: ``--storage``, else a file under studies/ (SQLite for one worker, a
@@ -117,10 +134,18 @@ def _complete(study: optuna.Study) -> int:
 
 
 def open_study(cfg: SearchConfig) -> optuna.Study:
-    """Create or load the study and check it was run with the same objective, space, seed and GHN."""
-    proxies, directions = resolve_objectives(cfg.objective)
+    """Create or load the study and check it was run with the same objective, space, seed, GHN and
+    labels; fit and save the label regressors its proxies need."""
+    proxies, directions = cfg.proxies()
     get_space(cfg.space)  # an unknown space fails before anything is written
-    ghn_hash = state_hash(load_ghn(cfg.ghn).state_dict())
+    ghn = load_ghn(cfg.ghn)
+    ghn_hash = state_hash(ghn.state_dict())
+    if cfg.labels is not None and not Path(cfg.labels).is_file():
+        raise FileNotFoundError(f"no labels at {cfg.labels}: give the JSON lines python -m nas.label wrote")
+    labels_digest = hashlib.sha256(Path(cfg.labels).read_bytes()).hexdigest()[:16] if cfg.labels else None
+    # Fitted before the storage is touched (bad labels: nothing written), saved once the study checks out.
+    regressed = [p.removeprefix("predicted_") for p in proxies if p.startswith("predicted_")]
+    predictors = {label: fit_on_labels(ghn, cfg.labels, label, space=cfg.space, seed=cfg.seed) for label in regressed}
     storage = open_storage(cfg.resolved_storage())
     try:
         study = optuna.create_study(study_name=cfg.resolved_name(), storage=storage, directions=directions,
@@ -128,13 +153,19 @@ def open_study(cfg: SearchConfig) -> optuna.Study:
     except Exception as err:  # e.g. the server went away between opening and creating
         raise GhnNasError(f"cannot open the study storage {cfg.resolved_storage()!r}: {type(err).__name__}: {err}") from None
     attrs = {"objective": cfg.objective, "proxies": proxies, "space": cfg.space, "seed": cfg.seed, "ghn_hash": ghn_hash,
-             "sampler": cfg.sampler}
+             "sampler": cfg.sampler, "labels": labels_digest}
     for key, value in attrs.items():
         if key in study.user_attrs and study.user_attrs[key] != value:
             raise GhnNasError(f"study {cfg.resolved_name()!r} was run with {key}={study.user_attrs[key]!r}, "
                               f"not {value!r}; pick another --study-name")
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
+    if predictors:
+        paths = {label: str(save_predictor(model, cfg.resolved_out() / f"predictor_{label}.joblib",
+                                           ghn_hash=ghn_hash, n_features=ghn.config.hid))
+                 for label, model in predictors.items()}
+        log.info("label regressors fitted on %s: %s", cfg.labels, ", ".join(paths.values()))
+        study.set_user_attr("predictors", paths)
     if study.metric_names is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # metric names: stable in use
@@ -150,7 +181,7 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True) -
     at the same instant can still both start one, so a study with several workers may end with up to
     ``workers - 1`` trials more than asked.
     """
-    proxies, directions = resolve_objectives(cfg.objective)
+    proxies, directions = cfg.proxies()
     study = optuna.load_study(study_name=cfg.resolved_name(), storage=open_storage(cfg.resolved_storage()))
     done = _complete(study)
     if done >= cfg.trials:
@@ -161,6 +192,8 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True) -
     study.sampler = make_sampler(cfg.sampler, seed, multi_objective=len(directions) > 1)
     ghn = load_ghn(cfg.ghn)
     ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
+    ctx.predictors = {label: load_predictor(path, ghn_hash=study.user_attrs["ghn_hash"], n_features=ghn.config.hid)
+                      for label, path in study.user_attrs.get("predictors", {}).items()}
     objective = make_objective(get_space(cfg.space), proxies, ctx)
     bar = tqdm(total=cfg.trials, initial=done, desc=f"study {cfg.resolved_name()}", unit="trial",
                disable=not progress)
@@ -270,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--final-eval-batches", type=int, default=defaults.final_eval_batches,
                         help="test batches of 256 scored per candidate (a CPU budget; 0: the whole test set)")
     parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init)
+    parser.add_argument("--labels", default=None,
+                        help="nas.label JSON lines of this space: score accuracy/robustness by an SVR on GHN "
+                             "embeddings fitted on their clean/noisy accuracy (saved in the run folder)")
     parser.add_argument("--out", default=None, help="run folder for report.md and plots")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
@@ -299,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      seed=cfg.seed)
         from .report import write_report
 
-        report = write_report(study, cfg.out or Path("runs") / cfg.resolved_name(), top_k=cfg.top_k)
+        report = write_report(study, cfg.resolved_out(), top_k=cfg.top_k)
         print(f"report: {report}")
         print(f"open the study with: optuna-dashboard {dashboard_url(cfg.resolved_storage())}")
     log.debug("config: %s", asdict(cfg))

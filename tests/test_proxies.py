@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from ghn_core.deepnets import SPLITS, Network
+from ghn_core.errors import GhnNasError
 from ghn_core.deepnets.generate import generate_chunk
 from ghn_core.model import create_ghn
 from ghn_core.nb201 import NB201Network
+from nas.predictors import fit_predictor
 from nas.proxies import PROXIES, ProxyContext, compute, list_proxies
 
 TIMING = {"latency_b1", "latency_b64"}
@@ -20,7 +23,12 @@ FULL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_con
 @pytest.fixture(scope="module")
 def ctx(cifar_dir) -> ProxyContext:
     torch.manual_seed(0)
-    return ProxyContext.from_data(create_ghn("ghn2"), n_images=128, seed=0, data_dir=str(cifar_dir), device="cpu")
+    ctx = ProxyContext.from_data(create_ghn("ghn2"), n_images=128, seed=0, data_dir=str(cifar_dir), device="cpu")
+    # The label regressors (nas.search --labels): any fitted one conforms; here a ridge on random features.
+    rng = np.random.default_rng(0)
+    regressor = fit_predictor("ridge", rng.normal(size=(12, ctx.ghn.config.hid)), rng.uniform(10, 90, size=12))
+    ctx.predictors = {"clean_acc": regressor, "noisy_acc": regressor}
+    return ctx
 
 
 def _models():
@@ -54,3 +62,6 @@ def test_unknown_proxy_and_missing_ghn(ctx):
     no_ghn = ProxyContext(None, ctx.images, ctx.noisy_images, ctx.labels, ctx.device)
     with pytest.raises(ValueError, match="needs a GHN"):
         compute("ghn_accuracy", NB201Network(FULL), no_ghn)
+    no_labels = ProxyContext(ctx.ghn, ctx.images, ctx.noisy_images, ctx.labels, ctx.device)
+    with pytest.raises(GhnNasError, match="predicted_noisy_acc needs a GHN and a regressor fitted on noisy_acc labels"):
+        compute("predicted_noisy_acc", NB201Network(FULL), no_labels)

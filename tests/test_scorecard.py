@@ -26,6 +26,10 @@ def test_scorecard_writes_table_json_and_plots(tmp_path, cifar_dir):
     assert set(table) == {"params", "naswot", "svr(embedding)", "ridge(embedding+log params)"}
     # #params ranks NB201 accuracy well (rho 0.74 over the whole space); a 30-net sample keeps that sign.
     assert table["params"]["spearman"] > 0.3 and table["params"]["n"] >= 25
+    # Proxies are also scored on the half the regressors are scored on: the same nets.
+    n_all, held = table["params"]["n"], table["params"]["held_out"]
+    assert held["n"] == table["svr(embedding)"]["n"] == table["naswot"]["held_out"]["n"] == n_all - n_all // 2
+    assert table["svr(embedding)"]["scored_on"] == "held-out half" and table["params"]["scored_on"] == "all"
     assert (out / "scatter_params.png").is_file() and "| naswot |" in (out / "scorecard.md").read_text()
 
 

@@ -1,6 +1,9 @@
 """nas.search end to end on tiny budgets: every objective, resume, and bad inputs."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -90,3 +93,40 @@ def test_a_net_whose_output_ignores_its_input_is_pruned_and_replaced(tmp_path, g
     first, second = study.trials
     assert first.state == optuna.trial.TrialState.PRUNED and "does not depend on its input" in first.user_attrs["pruned_because"]
     assert second.state == optuna.trial.TrialState.COMPLETE
+
+
+NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "labelled.csv"
+
+
+def test_labels_turn_robustness_into_a_fitted_regressor(tmp_path, ghn_ckpt, cifar_dir):
+    """--labels: the robustness objective is an SVR on GHN embeddings, saved with the study."""
+    from ghn_core import load_ghn
+    from ghn_core.nb201 import load_labelled
+    from nas.predictors import embedding_features, load_predictor
+    from nas.space import get_space
+
+    rows = load_labelled(NB201_CSV)[:12]
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"arch": r.arch, "space": "nb201", "clean_acc": r.cifar10,
+                                          "noisy_acc": r.cifar10 - 5.0}) + "\n" for r in rows))
+    cfg = _cfg(tmp_path, ghn_ckpt, cifar_dir, objective=["robustness"], space="nb201", labels=str(labels),
+               out=str(tmp_path / "run"))
+    study = run_search(cfg, progress=False)
+    assert study.user_attrs["proxies"] == ["predicted_noisy_acc"] and study.metric_names == ["predicted_noisy_acc"]
+    path = study.user_attrs["predictors"]["noisy_acc"]
+    assert Path(path) == tmp_path / "run" / "predictor_noisy_acc.joblib"
+    # The saved regressor is the one that scored the trials.
+    ghn = load_ghn(ghn_ckpt)
+    regressor = load_predictor(path, ghn_hash=study.user_attrs["ghn_hash"], n_features=ghn.config.hid)
+    for t in study.trials:
+        net = get_space("nb201").rebuild(t.user_attrs)
+        assert t.value == pytest.approx(float(regressor.predict(embedding_features(ghn, [net]))[0]))
+    # A continued study may not switch labels; labels of another space are refused.
+    other = tmp_path / "other.jsonl"
+    other.write_text(labels.read_text().replace('"noisy_acc": ', '"noisy_acc": 1'))
+    with pytest.raises(GhnNasError, match="was run with labels="):
+        run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, objective=["robustness"], space="nb201", labels=str(other),
+                        out=str(tmp_path / "run"), trials=3), progress=False)
+    with pytest.raises(ValueError, match="labels the nb201 space, but the search is on deepnets"):
+        run_search(_cfg(tmp_path, ghn_ckpt, cifar_dir, objective=["robustness"], space="deepnets", labels=str(labels),
+                        study_name="deepnets-with-nb201-labels", out=str(tmp_path / "run2")), progress=False)
