@@ -192,7 +192,8 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True) -
     study.sampler = make_sampler(cfg.sampler, seed, multi_objective=len(directions) > 1)
     ghn = load_ghn(cfg.ghn)
     ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
-    ctx.predictors = {label: load_predictor(path, ghn_hash=study.user_attrs["ghn_hash"], n_features=ghn.config.hid)
+    ghn_hash = state_hash(ghn.state_dict())  # a saved regressor must come from this GHN's embeddings
+    ctx.predictors = {label: load_predictor(path, ghn_hash=ghn_hash, n_features=ghn.config.hid)
                       for label, path in study.user_attrs.get("predictors", {}).items()}
     objective = make_objective(get_space(cfg.space), proxies, ctx)
     bar = tqdm(total=cfg.trials, initial=done, desc=f"study {cfg.resolved_name()}", unit="trial",
