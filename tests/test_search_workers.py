@@ -175,9 +175,10 @@ def test_ctrl_c_leaves_the_study_consistent_and_a_rerun_continues(tmp_path, ghn_
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130 and "interrupted: the study is consistent" in err
+    # A rare failure under load was seen once with its output lost: keep the output in the message.
+    assert proc.returncode == 130 and "interrupted: the study is consistent" in err, (proc.returncode, err[-3000:])
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
-    assert TrialState.RUNNING not in _states(study)
+    assert TrialState.RUNNING not in _states(study), (_states(study), err[-3000:])
     done = complete()
     rerun = _worker(storage, name, ghn_ckpt, cifar_dir, done + 1, tmp_path)
     out, err = rerun.communicate(timeout=300)
