@@ -123,7 +123,7 @@ def main() -> None:
         reused = sum(r["arch"] in seen for r in picks["label-guided robust search"][0])
         if picks["label-guided robust search"][0]:
             lines += [f"{reused} of the label-guided search's {len(picks['label-guided robust search'][0])} trained "
-                      "finalists are among the 30 labelled random nets its regressor was fitted on.", ""]
+                      f"finalists are among the {len(random_)} labelled random nets its regressor was fitted on.", ""]
         lines += [f"This is one SGD budget far below the paper's 50 epochs, one seed and {len(random_)} random "
                   "nets: evidence at this budget, not a ranking of 50-epoch accuracy. The plain robust proxy rests on "
                   f"a GHN whose predicted parameters reach {card['deepnets_test']:.1f}% on DeepNets-1M test nets after "
