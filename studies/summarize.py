@@ -124,6 +124,14 @@ def main() -> None:
         if picks["label-guided robust search"][0]:
             lines += [f"{reused} of the label-guided search's {len(picks['label-guided robust search'][0])} trained "
                       f"finalists are among the {len(random_)} labelled random nets its regressor was fitted on.", ""]
+        card_path = HERE.parent / "benchmarks" / "scorecard_deepnets" / "scorecard.json"
+        if card_path.exists() and picks["label-guided robust search"][0]:
+            svr = json.loads(card_path.read_text())["table"]["svr(embedding)"]
+            lines += ["How much of the label-guided search's lead is the regressor and how much is chance is not "
+                      "settled. On these labels the same SVR, fitted on half of the random nets, ranks the other "
+                      f"{svr['n']} at Spearman {svr['spearman']:.2f} "
+                      "([benchmarks/scorecard_deepnets](../benchmarks/scorecard_deepnets/scorecard.md)). The search "
+                      "fits it on all of them, and it is one search with one seed.", ""]
         lines += [f"This is one SGD budget far below the paper's 50 epochs, one seed and {len(random_)} random "
                   "nets: evidence at this budget, not a ranking of 50-epoch accuracy. The plain robust proxy rests on "
                   f"a GHN whose predicted parameters reach {card['deepnets_test']:.1f}% on DeepNets-1M test nets after "
