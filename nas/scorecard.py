@@ -33,7 +33,7 @@ from ghn_core.nb201 import NB201Network
 from ghn_core.utils import user_errors
 
 from .label import build_architecture, read_labels
-from .predictors import MIN_FIT, fit_predictor, rank_correlations
+from .predictors import MIN_FIT, embedding_features, fit_predictor, rank_correlations
 from .proxies import ProxyContext, compute
 
 __all__ = ["score_proxies", "main"]
@@ -67,17 +67,16 @@ def score_proxies(archs: list[str], labels: np.ndarray, proxies: Sequence[str], 
         fit, test = order[: len(order) // 2], np.sort(order[len(order) // 2:])
         for name, v in values.items():
             table[name]["held_out"] = score(v, test)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", GraphWarning)
-            emb = ctx.ghn.embed([build(a) for a in archs]).numpy()
-        log_params = np.log([sum(p.numel() for p in build(a).parameters()) for a in archs])[:, None]
+        nets = [build(a) for a in archs]
+        emb = embedding_features(ctx.ghn, nets)
+        log_params = np.log([sum(p.numel() for p in net.parameters()) for net in nets])[:, None]
         for name, X in (("svr(embedding)", emb), ("ridge(embedding+log params)", np.hstack([emb, log_params]))):
             model = fit_predictor(name.split("(")[0], X[fit], labels[fit], seed=seed)
             pred = model.predict(X[test])
             values[name] = np.full(len(archs), np.nan)
             values[name][test] = pred
-            table[name] = {**score(values[name], test), "scored_on": "held-out half"}
-            table[name]["held_out"] = score(values[name], test)
+            held = score(values[name], test)
+            table[name] = {**held, "scored_on": "held-out half", "held_out": held}
     return table, values
 
 
