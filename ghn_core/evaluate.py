@@ -27,7 +27,7 @@ from .data import BatchLoader, load_split
 from .deepnets import DeepNets1M, generate_split, get_split, predefined_nets
 from .errors import GraphError
 from .model import GHN2, use_batch_statistics
-from .utils import user_errors
+from .utils import resolve_device, user_errors
 
 __all__ = ["EvalResult", "accuracy", "eval_loader", "evaluate_nets", "evaluate_store", "load_eval_nets", "main"]
 
@@ -172,9 +172,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with user_errors(args.debug):
         from . import load_ghn
 
+        # Cheap checks first: a typo must not cost a data decode, a split generation or a full evaluation.
+        device = resolve_device(args.device)
+        if args.split == "nb201" and args.nb201_csv is not None and not Path(args.nb201_csv).is_file():
+            raise FileNotFoundError(f"no NAS-Bench-201 labels at {args.nb201_csv}")
+        if args.json and not Path(args.json).resolve().parent.is_dir():
+            raise FileNotFoundError(f"--json {args.json}: the folder {Path(args.json).resolve().parent} does not exist")
         ghn = load_ghn(args.ckpt)
         loader = eval_loader("cifar10", "val" if args.split == "val" else "test", data_dir=args.data_dir,
-                             noise_sigma=args.noise, device=args.device)
+                             noise_sigma=args.noise, device=device)
         nets = load_eval_nets(args.split, n=args.n, deepnets_dir=args.deepnets_dir, nb201_csv=args.nb201_csv)
         ghn_result = evaluate_nets(ghn, nets, loader, max_batches=args.batches)
         print(f"GHN ({args.ckpt or 'shipped'}) on {args.split}: {ghn_result.summary()}")

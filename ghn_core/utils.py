@@ -44,18 +44,37 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     return gen
 
 
+# OSErrors a user's path causes (a typo, a folder given for a file, no permission), as opposed to a
+# full disk or a broken filesystem, which keep their traceback.
+_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+
+
+def user_message(err: BaseException) -> str:
+    """One line for a user mistake: the error's message (its first line; an ``OSError`` as
+    "what: path"), without the advice and context lines some libraries append."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.strerror}: {err.filename}"
+    else:
+        text = str(err) or type(err).__name__
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return lines[0] + (" (--debug shows the rest)" if len(lines) > 1 else "")
+
+
 @contextlib.contextmanager
 def user_errors(debug: bool = False) -> Iterator[None]:
-    """For command lines: a user mistake (a ``GhnNasError`` or ``ValueError``) prints one line and exits
-    with status 2; ``debug=True`` (``--debug``) shows the traceback instead."""
+    """For command lines: a user mistake (a ``GhnNasError``, ``ValueError``, or a missing, misplaced or
+    unreadable file) prints one line and exits with status 2; ``debug=True`` (``--debug``) shows the
+    traceback instead."""
     from .errors import GhnNasError
 
     try:
         yield
-    except (GhnNasError, ValueError) as err:
+    except (GhnNasError, ValueError, *_PATH_ERRORS) as err:
         if debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

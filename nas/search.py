@@ -138,10 +138,10 @@ def open_study(cfg: SearchConfig) -> optuna.Study:
     labels; fit and save the label regressors its proxies need."""
     proxies, directions = cfg.proxies()
     get_space(cfg.space)  # an unknown space fails before anything is written
-    ghn = load_ghn(cfg.ghn)
-    ghn_hash = state_hash(ghn.state_dict())
     if cfg.labels is not None and not Path(cfg.labels).is_file():
         raise FileNotFoundError(f"no labels at {cfg.labels}: give the JSON lines python -m nas.label wrote")
+    ghn = load_ghn(cfg.ghn)
+    ghn_hash = state_hash(ghn.state_dict())
     labels_digest = hashlib.sha256(Path(cfg.labels).read_bytes()).hexdigest()[:16] if cfg.labels else None
     # Fitted before the storage is touched (bad labels: nothing written), saved once the study checks out.
     regressed = [p.removeprefix("predicted_") for p in proxies if p.startswith("predicted_")]

@@ -1,0 +1,69 @@
+"""The command lines as a user meets them: each bad input below runs the real ``python -m ...`` in a
+subprocess and must print one ``error: ...`` line naming the problem, exit 2, show no traceback, and
+leave the folder it ran in (where the default storage, run folders and data would go) as it was."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(module: str, *args: str, cwd: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    if data_dir is not None:
+        env["GHN_NAS_DATA"] = str(data_dir)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit 2, no traceback, exactly one ``error:`` line, and it contains every needle."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """An empty folder to run in, with one file that must survive untouched."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("unchanged\n")
+    return work
+
+
+def test_missing_files_are_one_line(workdir, ghn_ckpt, cifar_dir):
+    before = snapshot(workdir)
+    proc = run_cli("nas.search", "--labels", "missing.jsonl", "--ghn", ghn_ckpt, "--trials", "1", cwd=workdir,
+                   data_dir=cifar_dir)
+    assert_user_error(proc, "no labels at missing.jsonl")
+    proc = run_cli("nas.scorecard", "--labels", "missing.csv", "--out", "sc", cwd=workdir, data_dir=cifar_dir)
+    assert_user_error(proc, "missing.csv")
+    proc = run_cli("ghn_core.evaluate", "--split", "nb201", "--nb201-csv", "missing.csv", "--device", "cpu",
+                   cwd=workdir, data_dir=cifar_dir)
+    assert_user_error(proc, "no NAS-Bench-201 labels at missing.csv")
+    assert snapshot(workdir) == before
+
+
+def test_user_message_is_one_line():
+    from ghn_core.utils import user_message
+
+    assert user_message(FileNotFoundError(2, "No such file or directory", "x.csv")) == "No such file or directory: x.csv"
+    assert user_message(IsADirectoryError(21, "Is a directory", "runs")) == "Is a directory: runs"
+    assert user_message(ValueError("first line\nadvice\nmore advice")) == "first line (--debug shows the rest)"
+    assert user_message(FileNotFoundError("no labels at x.jsonl")) == "no labels at x.jsonl"
