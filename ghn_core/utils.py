@@ -24,15 +24,26 @@ def lookup(table: Mapping[str, V], name: str, what: str, error: type[Exception] 
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"`` (CUDA when present, else CPU) or any torch device spec into a device."""
-    if isinstance(device, torch.device):
-        return device
+    """Turn ``"auto"`` (CUDA when present, else CPU) or any torch device spec into a device, checking
+    that this machine has it (a ``ValueError`` naming the device otherwise, before any work is done)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"expected a device such as 'auto', 'cpu' or 'cuda:0', got {device!r} instead") from err
+    if not isinstance(device, torch.device):
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"expected a device such as 'auto', 'cpu' or 'cuda:0', got {device!r} instead") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine "
+                             f"(torch {torch.__version__}); use 'cpu' or 'auto'")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA device(s), "
+                             f"expected cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available on this machine; use 'cpu' or 'auto'")
+    return device
 
 
 def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:

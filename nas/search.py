@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ghn_core import load_ghn
 from ghn_core.errors import DisconnectedGraphError, GhnNasError
 from ghn_core.model.checkpoint import state_hash
-from ghn_core.utils import lookup, user_errors
+from ghn_core.utils import lookup, resolve_device, user_errors
 
 from .objectives import resolve_objectives
 from .predictors import fit_on_labels, load_predictor, save_predictor
@@ -229,6 +229,7 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
     if cfg.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {cfg.workers}")
     lookup(SAMPLERS, cfg.sampler, "sampler")  # before anything is written
+    resolve_device(cfg.device)  # a machine without the device: refused before the study exists
     if cfg.workers > 1 and cfg.resolved_storage().startswith("sqlite"):
         raise GhnNasError(f"{cfg.workers} workers on SQLite storage {cfg.resolved_storage()!r} would wait on its "
                           f"lock: use --storage journal:FILE (one host) or a PostgreSQL URL")

@@ -67,3 +67,21 @@ def test_user_message_is_one_line():
     assert user_message(IsADirectoryError(21, "Is a directory", "runs")) == "Is a directory: runs"
     assert user_message(ValueError("first line\nadvice\nmore advice")) == "first line (--debug shows the rest)"
     assert user_message(FileNotFoundError("no labels at x.jsonl")) == "no labels at x.jsonl"
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_stored(workdir, ghn_ckpt, cifar_dir):
+    import torch
+
+    from ghn_core import load_ghn
+
+    missing = f"cuda:{torch.cuda.device_count()}"  # no CUDA: cuda:0; one GPU: cuda:1
+    before = snapshot(workdir)
+    proc = run_cli("nas.search", "--device", missing, "--ghn", ghn_ckpt, "--trials", "1", "--space", "nb201",
+                   cwd=workdir, data_dir=cifar_dir)
+    assert_user_error(proc, f"device '{missing}'")
+    proc = run_cli("ghn_core.evaluate", "--device", missing, "--split", "predefined", "--json", "out.json",
+                   cwd=workdir, data_dir=cifar_dir)
+    assert_user_error(proc, f"device '{missing}'")
+    assert snapshot(workdir) == before  # no studies/, no runs/, no data/
+    with pytest.raises(ValueError, match=f"device '{missing}'"):
+        load_ghn(ghn_ckpt, device=missing)
