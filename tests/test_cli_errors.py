@@ -85,3 +85,22 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_is_stored(workdi
     assert snapshot(workdir) == before  # no studies/, no runs/, no data/
     with pytest.raises(ValueError, match=f"device '{missing}'"):
         load_ghn(ghn_ckpt, device=missing)
+
+
+def test_a_corrupt_checkpoint_is_one_line_naming_the_file(workdir, ghn_ckpt, cifar_dir):
+    import datetime
+
+    import torch
+
+    data = Path(ghn_ckpt).read_bytes()
+    (workdir / "truncated.pt").write_bytes(data[: len(data) // 2])
+    torch.save({"saved": datetime.datetime(2020, 1, 1)}, workdir / "unsafe.pt")  # a safe load refuses it
+    before = snapshot(workdir)
+    proc = run_cli("nas.search", "--ghn", "unsafe.pt", "--trials", "1", "--space", "nb201", "--device", "cpu",
+                   cwd=workdir, data_dir=cifar_dir)
+    line = assert_user_error(proc, "unsafe.pt is not a readable GHN checkpoint", "datetime.datetime")
+    assert "weights_only" not in proc.stderr and "trusted source" not in proc.stderr, line
+    proc = run_cli("ghn_core.evaluate", "--ckpt", "truncated.pt", "--split", "predefined", "--device", "cpu",
+                   cwd=workdir, data_dir=cifar_dir)
+    assert_user_error(proc, "truncated.pt is not a readable GHN checkpoint (corrupt or not a torch file)")
+    assert snapshot(workdir) == before

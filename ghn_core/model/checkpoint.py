@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -116,6 +117,20 @@ def remove_partial_writes(path: str | Path) -> list[Path]:
     return stray
 
 
+def _load_failure(err: Exception) -> str:
+    """torch.load's reason, in one line and without its advice (which, for a file a safe load refuses,
+    is to load it unsafely)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    if "WeightsUnpickler error:" in text:  # the unpickler's own reason follows torch's advice
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if first.startswith("Unsupported global"):
+        name = first.split(" was not an allowed global")[0]
+        return f"(it holds objects a safe load refuses: {name}; a GHN checkpoint holds only tensors and plain values)"
+    first = first.split(". ")[0].rstrip(".")
+    return f"(corrupt or not a torch file): {type(err).__name__}" + (f": {first}" if first else "")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and check a GHN checkpoint; any problem is a :class:`CheckpointError` naming the file."""
     path = Path(path)
@@ -124,8 +139,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path} is not a readable GHN checkpoint (corrupt or not a torch file): "
-                              f"{type(err).__name__}: {err}") from None
+        raise CheckpointError(f"{path} is not a readable GHN checkpoint {_load_failure(err)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a torch file but not a ghn-nas GHN checkpoint "
                               f"(expected format {FORMAT!r})")
