@@ -113,6 +113,8 @@ STEMS = {
     "conv_ks7_pool_no_preproc": dict(stem_type=0, ks=7, stem_pool=True, preproc=False),
     "darts": dict(stem_type=1),
     "darts_no_preproc": dict(stem_type=1, preproc=False),
+    "darts_ks7": dict(stem_type=1, ks=7),
+    "darts_ks5_no_preproc": dict(stem_type=1, ks=5, preproc=False),
 }
 
 
@@ -147,7 +149,7 @@ def test_classifier_heads(fc_layers, glob_avg):
 @pytest.mark.parametrize("imagenet", [False, True])
 def test_predefined_vit(imagenet):
     graph = check(VIT_ARCH, 128, imagenet=imagenet)
-    assert graph.num_nodes == 130
+    assert graph.num_nodes == 129   # the ViT stem conv has no bias node
 
 
 @pytest.mark.parametrize("s_max", [1, 2, 7])

@@ -114,14 +114,14 @@ class Architecture:
 
     genotype: Genotype
     n_cells: int
-    stem_type: int = 0        # 0: conv (+BN, optional max-pool); 1: DARTS ImageNet 3-conv stem
+    stem_type: int = 0        # 0: conv (+BN, optional max-pool); 1: DARTS ImageNet 3-conv stem; ViT nets ignore it
     stem_pool: bool = False   # max-pool after a stem_type 0 stem
     norm: str | None = "bn"   # "bn" or None (BN-free)
     preproc: bool = True      # 1x1 ReLU-Conv-BN adapters on the cell inputs
     fc_layers: int = 1        # 1 or 2 classifier layers
     fc_dim: int = 256         # hidden width of a 2-layer classifier
     glob_avg: bool = True     # global average pooling head; else flatten (VGG-style)
-    ks: int = 3               # stem kernel size
+    ks: int = 3               # kernel of the first stem conv (stem_type 0 and 1; not ViT)
     C_mult: int = 2           # channel multiplier at each reduction cell
     _plans: tuple[CellPlan, CellPlan] = field(init=False, repr=False, compare=False)
 
@@ -148,7 +148,8 @@ class Architecture:
 
     @property
     def reduction_cells(self) -> tuple[int, ...]:
-        return tuple(sorted({self.n_cells // 3, 2 * self.n_cells // 3}))
+        """Indices of the reduction cells: ``n_cells // 3`` and ``2 * n_cells // 3``, never cell 0."""
+        return tuple(i for i in sorted({self.n_cells // 3, 2 * self.n_cells // 3}) if i > 0)
 
     def plan(self, reduction: bool) -> CellPlan:
         """The live edges of the normal (``reduction=False``) or reduction cell."""
@@ -224,7 +225,8 @@ class Architecture:
 
         Edges of a node are sorted, dead edges dropped and the concat list reduced to live states, so
         genotypes that build the same network share a key. Knobs that do not change the built network
-        are normalised (``stem_pool`` only exists for stem_type 0; ViT nets replace the stem).
+        are normalised (``stem_pool`` only exists for stem_type 0; ViT nets replace the stem, so
+        their ``stem_type`` and ``ks`` do not count).
         """
         cells = []
         for plan in self._plans:
@@ -235,7 +237,7 @@ class Architecture:
         vit = self.is_vit
         knobs = [self.n_cells, -1 if vit else self.stem_type, (not vit and self.stem_type == 0 and self.stem_pool),
                  self.norm, self.preproc, self.fc_layers, self.glob_avg,
-                 self.ks if not vit and self.stem_type == 0 else -1, self.C_mult]
+                 -1 if vit else self.ks, self.C_mult]
         return json.dumps([cells, knobs], separators=(",", ":"))
 
     def key_hash(self) -> int:

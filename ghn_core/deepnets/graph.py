@@ -201,7 +201,7 @@ def _stem(e: _Emitter, arch: Architecture, C: int, stem_C: int, pos_enc_size: in
     norm = arch.norm
     if arch.is_vit:
         patch, _ = vit_patch(imagenet)
-        x = e.conv("stem.0", (stem_C, 3, patch, patch), _INPUT, bias=True)
+        x = e.conv("stem.0", (stem_C, 3, patch, patch), _INPUT)
         # PosEnc: the tracer meets the parameter (a source node) in ``x + self.weight``, then adds the sum
         pos = e.source("pos_enc", "stem.1.weight", (1, stem_C, pos_enc_size, pos_enc_size))
         s0 = e.add(x, pos)
@@ -211,7 +211,7 @@ def _stem(e: _Emitter, arch: Architecture, C: int, stem_C: int, pos_enc_size: in
         if arch.stem_pool:
             s0 = e.pool("max_pool", 3, s0)
         return s0, s0
-    x = e.norm(norm, "stem.1", C // 2, e.conv("stem.0", (C // 2, 3, 3, 3), _INPUT))
+    x = e.norm(norm, "stem.1", C // 2, e.conv("stem.0", (C // 2, 3, arch.ks, arch.ks), _INPUT))
     s0 = e.norm(norm, "stem.4", C, e.conv("stem.3", (C, C // 2, 3, 3), x))
     s1 = e.norm(norm, "stem1.2", C, e.conv("stem1.1", (C, C, 3, 3), s0))
     return s0, s1

@@ -3,6 +3,21 @@
 :func:`net_layout` decides channels, strides and spatial sizes once; :class:`Network` builds from
 it and :func:`count_params` counts from it without building anything (module construction costs
 about 60 us per layer, too slow for generating a million architectures).
+
+Stems and reductions follow §1.1 of the reference ("Stems", "Macro structure"):
+
+* stem_type 0: conv (kernel ``ks``, no bias) + norm (+ max-pool); 3C channels with ``preproc``, else C.
+* stem_type 1 (DARTS): ``stem`` = conv(3 -> C/2, kernel ``ks``) + norm + ReLU + conv(C/2 -> C, 3) + norm,
+  ``stem1`` = ReLU + strided conv(C -> C, 3) + norm; the cells read ``stem`` as s0, ``stem1`` as s1.
+* ViT (any net with ``msa``, whatever ``stem_type``): ONE conv to C channels (never 3C), no bias,
+  kernel = stride = 3 (padding 1) on CIFAR or 16 on ImageNet, then ``PosEnc`` (1, C, s, s).
+* Reduction cells at ``n_cells // 3`` and ``2 * n_cells // 3``, never at index 0
+  (:attr:`~ghn_core.deepnets.genotype.Architecture.reduction_cells`).
+
+One deliberate difference: the reference builds a cell's input adapter (1x1 ReLU-Conv-BN or
+FactorizedReduce) even when no live op reads that input, and counts it in its published sizes.
+We never build dead parts (:func:`~ghn_core.deepnets.genotype.cell_plan`), so a net with an unread
+cell input has fewer parameters here than in the reference; what the network computes is the same.
 """
 from __future__ import annotations
 
@@ -67,7 +82,7 @@ def net_layout(arch: Architecture, C: int, imagenet: bool = False, image_size: i
     reduce_s0 = False
     pos_enc_size = 0
     if arch.is_vit:
-        stem_C = 3 * C if arch.preproc else C
+        stem_C = C  # never 3C: the ViT stem ignores preproc
         patch, pad = vit_patch(imagenet)
         size = pos_enc_size = _conv_out(size, patch, patch, pad)
     elif arch.stem_type == 0:
@@ -77,8 +92,8 @@ def net_layout(arch: Architecture, C: int, imagenet: bool = False, image_size: i
             size = _conv_out(size, 3, 2, 1)
     else:  # DARTS ImageNet stem: stem0 (two convs) feeds the cells as s0, stem1 (one strided conv) as s1
         stem_C = C
-        for _ in range(2):
-            size = _conv_out(size, 3, 2 if imagenet else 1, 1)
+        for k in (arch.ks, 3):
+            size = _conv_out(size, k, 2 if imagenet else 1, k // 2)
         size = _conv_out(size, 3, 2, 1)
         reduce_s0 = True
     if size < 1:
@@ -172,7 +187,8 @@ class Network(nn.Module):
             stem_C = layout.stem_channels
             if arch.is_vit:
                 patch, pad = vit_patch(imagenet)
-                self.stem = nn.Sequential(nn.Conv2d(3, stem_C, patch, patch, pad), PosEnc(stem_C, layout.pos_enc_size))
+                self.stem = nn.Sequential(nn.Conv2d(3, stem_C, patch, patch, pad, bias=False),
+                                          PosEnc(stem_C, layout.pos_enc_size))
                 self.stem1 = None
             elif arch.stem_type == 0:
                 stride = 4 if imagenet else 1
@@ -184,7 +200,8 @@ class Network(nn.Module):
             else:
                 s = 2 if imagenet else 1
                 self.stem = nn.Sequential(
-                    nn.Conv2d(3, C // 2, 3, s, 1, bias=False), make_norm(C // 2, norm, trs), nn.ReLU(inplace=False),
+                    nn.Conv2d(3, C // 2, arch.ks, s, arch.ks // 2, bias=False), make_norm(C // 2, norm, trs),
+                    nn.ReLU(inplace=False),
                     nn.Conv2d(C // 2, C, 3, s, 1, bias=False), make_norm(C, norm, trs))
                 self.stem1 = nn.Sequential(
                     nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, 2, 1, bias=False), make_norm(C, norm, trs))
@@ -217,11 +234,11 @@ def count_params(arch: Architecture, C: int = 32, num_classes: int = 10, *, imag
     stem_C = layout.stem_channels
     if arch.is_vit:
         patch, _ = vit_patch(imagenet)
-        total = 3 * stem_C * patch * patch + stem_C + stem_C * layout.pos_enc_size ** 2
+        total = 3 * stem_C * patch * patch + stem_C * layout.pos_enc_size ** 2
     elif arch.stem_type == 0:
         total = 3 * stem_C * arch.ks ** 2 + bn * stem_C
     else:
-        total = 27 * (C // 2) + bn * (C // 2) + 9 * (C // 2) * C + bn * C + 9 * C * C + bn * C
+        total = 3 * arch.ks ** 2 * (C // 2) + bn * (C // 2) + 9 * (C // 2) * C + bn * C + 9 * C * C + bn * C
     for cell in layout.cells:
         plan = cell.plan
         if plan.uses_s0:

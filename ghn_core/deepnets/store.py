@@ -35,7 +35,10 @@ from .sampler import SplitSpec, get_split
 
 __all__ = ["NetRecord", "DeepNets1M", "StoreWriter", "store_path", "graph_rows"]
 
-FORMAT_VERSION = 2  # 2: ragged fields X + X_offsets, optional graphs
+# 2: ragged fields X + X_offsets, optional graphs. 3: nets as built by the reference's stem and
+# reduction rules (ks-sized first DARTS stem conv, C-wide bias-free ViT stem, no reduction at cell 0):
+# parameter counts, graphs and key hashes (hence split membership) of format-2 stores are stale.
+FORMAT_VERSION = 3
 _PER_NET = {"key_hash": np.int64, "C": np.int32, "num_params_cifar10": np.int64, "num_params_imagenet": np.int64}
 # Ragged fields of a stored graph, and how Graph.to_arrays() values map onto them.
 _GRAPH_FIELDS = {"node_op": np.uint8, "param_shape": np.int32, "node_is_classifier": np.uint8,
@@ -86,6 +89,11 @@ def _open(path: Path, mode: str) -> h5py.File:
     return f
 
 
+def _format_version(f: h5py.File) -> int | None:
+    version = f.attrs.get("format_version")
+    return None if version is None else int(version)
+
+
 def _ragged_row(f: h5py.File, name: str, i: int) -> np.ndarray:
     start, end = f[f"{name}_offsets"][i: i + 2]
     return f[name][start:end]
@@ -100,9 +108,10 @@ class DeepNets1M:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         with _open(self.path, "r") as f:
-            if f.attrs.get("format_version") != FORMAT_VERSION:
-                raise StoreError(f"{self.path}: store format {f.attrs.get('format_version')!r}, "
-                                 f"this ghn-nas reads format {FORMAT_VERSION}")
+            version = _format_version(f)
+            if version != FORMAT_VERSION:
+                raise StoreError(f"{self.path}: store format {version}, this ghn-nas reads format "
+                                 f"{FORMAT_VERSION}; regenerate it with --overwrite")
             self.split = str(f.attrs["split"])
             self.spec = SplitSpec(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in json.loads(f.attrs["spec"]).items()})
@@ -178,6 +187,11 @@ class StoreWriter:
         if path.exists():
             self.f = _open(path, "r+")
             attrs = self.f.attrs
+            version = _format_version(self.f)
+            if version != FORMAT_VERSION:
+                self.f.close()
+                raise StoreError(f"{path}: store format {version}, this ghn-nas writes "
+                                 f"format {FORMAT_VERSION}; pass --overwrite to generate it again")
             stored_spec = json.loads(attrs["spec"])
             count, target_then, chunk_then = int(attrs["count"]), int(attrs["target"]), int(attrs["chunk_size"])
             if bool(attrs["complete"]):
