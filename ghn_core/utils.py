@@ -55,6 +55,28 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     return gen
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts that must be at least 1 (trials, images, workers)."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type=`` for counts where 0 means none (or, where the help says so, all)."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} instead") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value} instead")
+    return value
+
+
 # OSErrors a user's path causes (a typo, a folder given for a file, no permission), as opposed to a
 # full disk or a broken filesystem, which keep their traceback.
 _PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ghn_core import load_ghn
 from ghn_core.errors import DisconnectedGraphError, GhnNasError
 from ghn_core.model.checkpoint import state_hash
-from ghn_core.utils import lookup, resolve_device, user_errors
+from ghn_core.utils import lookup, non_negative_int, positive_int, resolve_device, user_errors
 
 from .objectives import resolve_objectives
 from .predictors import fit_on_labels, load_predictor, save_predictor
@@ -223,11 +223,22 @@ def _spawned_worker(cfg: SearchConfig, index: int) -> None:
     search_worker(cfg, index, progress=False)
 
 
+def _check_counts(cfg: SearchConfig) -> None:
+    """Counts out of range are refused before anything is written (as argparse does for the CLI)."""
+    at_least = {"trials": 1, "n_images": 1, "workers": 1, "top_k": 0, "final_epochs": 0, "final_batches": 1,
+                "final_eval_batches": 1}
+    for name, low in at_least.items():
+        value = getattr(cfg, name)
+        if value is None and name in ("final_batches", "final_eval_batches"):
+            continue  # None: the whole set
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+
+
 def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
     """Create or continue the study and run trials until it has ``cfg.trials`` complete ones,
     in this process (``cfg.workers == 1``) or in ``cfg.workers`` processes sharing the study."""
-    if cfg.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {cfg.workers}")
+    _check_counts(cfg)
     lookup(SAMPLERS, cfg.sampler, "sampler")  # before anything is written
     resolve_device(cfg.device)  # a machine without the device: refused before the study exists
     if cfg.workers > 1 and cfg.resolved_storage().startswith("sqlite"):
@@ -283,8 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--objective", nargs="+", default=defaults.objective,
                         help="accuracy, robustness, efficiency, trainability (several: multi-objective)")
     parser.add_argument("--space", default=defaults.space, help="deepnets or nb201")
-    parser.add_argument("--trials", type=int, default=defaults.trials)
-    parser.add_argument("--top-k", type=int, default=defaults.top_k)
+    parser.add_argument("--trials", type=positive_int, default=defaults.trials)
+    parser.add_argument("--top-k", type=non_negative_int, default=defaults.top_k)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler,
                         help="auto: TPE (one objective) or NSGA-II (several); random: a random-search baseline")
@@ -292,17 +303,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--storage", default=None,
                         help="sqlite:///FILE, journal:FILE (several workers, one host) or postgresql://... "
                              "(several hosts); default: a file in studies/")
-    parser.add_argument("--workers", type=int, default=defaults.workers,
+    parser.add_argument("--workers", type=positive_int, default=defaults.workers,
                         help="processes running trials on the study at once (default storage: a journal file)")
     parser.add_argument("--ghn", default=None, help="GHN checkpoint (default: the shipped one)")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--n-images", type=int, default=defaults.n_images)
+    parser.add_argument("--n-images", type=positive_int, default=defaults.n_images)
     parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--final-epochs", type=int, default=defaults.final_epochs,
+    parser.add_argument("--final-epochs", type=non_negative_int, default=defaults.final_epochs,
                         help="SGD epochs for each of the top-k (0: skip final training)")
-    parser.add_argument("--final-batches", type=int, default=defaults.final_batches,
+    parser.add_argument("--final-batches", type=non_negative_int, default=defaults.final_batches,
                         help="batches per final epoch (a CPU budget; 0: the whole training set)")
-    parser.add_argument("--final-eval-batches", type=int, default=defaults.final_eval_batches,
+    parser.add_argument("--final-eval-batches", type=non_negative_int, default=defaults.final_eval_batches,
                         help="test batches of 256 scored per candidate (a CPU budget; 0: the whole test set)")
     parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init)
     parser.add_argument("--labels", default=None,
@@ -326,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{_complete(study)} complete trials ({_count(study, TrialState.PRUNED)} pruned, "
               f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
-        if cfg.final_epochs > 0:
+        if cfg.final_epochs > 0 and cfg.top_k > 0:
             from .finalize import finalize
             from .label import SGDRecipe
 

@@ -104,3 +104,35 @@ def test_a_corrupt_checkpoint_is_one_line_naming_the_file(workdir, ghn_ckpt, cif
                    cwd=workdir, data_dir=cifar_dir)
     assert_user_error(proc, "truncated.pt is not a readable GHN checkpoint (corrupt or not a torch file)")
     assert snapshot(workdir) == before
+
+
+def assert_usage_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """argparse's refusal: usage, then one ``prog: error: ...`` line; exit 2, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("usage:"), proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert ": error: " in last and all(needle in last for needle in needles), last
+
+
+@pytest.mark.parametrize("args, needle", [(["--trials", "0"], "argument --trials: expected a positive integer, got 0"),
+                                          (["--top-k", "-1"], "argument --top-k: expected an integer >= 0, got -1")])
+def test_search_counts_out_of_range_are_refused(workdir, ghn_ckpt, cifar_dir, args, needle, capsys):
+    before = snapshot(workdir)
+    assert_usage_error(run_cli("nas.search", *args, "--ghn", ghn_ckpt, cwd=workdir, data_dir=cifar_dir), needle)
+    assert snapshot(workdir) == before
+
+
+def test_search_counts_out_of_range_in_process(tmp_path, ghn_ckpt, monkeypatch, capsys):
+    from nas.search import SearchConfig, main, run_search
+
+    monkeypatch.chdir(tmp_path)
+    for args, needle in [(["--trials", "-3"], "--trials: expected a positive integer, got -3"),
+                         (["--n-images", "0"], "--n-images: expected a positive integer, got 0"),
+                         (["--workers", "x"], "--workers: expected a positive integer, got 'x'")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, "--ghn", ghn_ckpt])
+        assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+    for field, value in [("trials", 0), ("n_images", 0), ("top_k", -1), ("final_batches", 0)]:
+        with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be an integer >= "):
+            run_search(SearchConfig(**{field: value}, ghn=ghn_ckpt, device="cpu"), progress=False)
+    assert list(tmp_path.iterdir()) == []  # no studies/, no runs/
