@@ -3,7 +3,9 @@
 Keeps the weights, config and training record (not the optimizer, so the file stays under 10 MB),
 measures the numbers the model card reports with the paper's protocol on a CPU-sized budget
 (DeepNets-1M test nets, ResNet-50, ViT, and the random-initialisation baseline of the same nets),
-and writes ``ghn2_cifar10.pt``, ``ghn2_cifar10.json`` (the card as data) and ``MODEL_CARD.md``.
+and writes ``ghn2_cifar10.pt``, ``ghn2_cifar10.json`` (the card as data) and ``MODEL_CARD.md``. A run
+on another data set (``--dataset cifar100``) is scored on that data set's images with nets of its class
+count, and written as ``ghn2_<dataset>.pt``/``.json`` and ``MODEL_CARD_<dataset>.md``.
 Training can continue from the shipped file with ``python -m ghn_core.train --init ...``.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .data import get_dataset_info
 from .evaluate import EvalResult, eval_loader, evaluate_nets, load_eval_nets
 from .model import ghn_from_checkpoint, read_checkpoint, save_checkpoint
 from .model.checkpoint import state_hash
@@ -44,10 +47,13 @@ class ModelCard:
     weights_sha: str
     training: dict[str, Any]
     evaluation: dict[str, Any] = field(default_factory=dict)
-    published: dict[str, float] = field(default_factory=lambda: {
-        "deepnets_test_mean": 66.9, "resnet50": 58.6, "vit": 11.4})  # GHN-2 CIFAR-10, 300 epochs (reference §4)
+    published: dict[str, float] = field(default_factory=dict)  # the paper's numbers for this dataset, if any
     created: str = ""
     commit: str = ""
+
+
+# GHN-2's published accuracies (300 epochs, reference §4), per dataset the card can compare against.
+PUBLISHED: dict[str, dict[str, float]] = {"cifar10": {"deepnets_test_mean": 66.9, "resnet50": 58.6, "vit": 11.4}}
 
 
 def _commit() -> str:
@@ -69,14 +75,22 @@ def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, ba
     ghn, _ = ghn_from_checkpoint(run_ckpt)
     ghn.eval()
     train = payload.get("train", {})
-    loader = eval_loader("cifar10", "test", data_dir=data_dir, device=device)
-    evaluation: dict[str, Any] = {"protocol": f"CIFAR-10 test images in one fixed seeded order, first {batches} "
+    cfg = ghn.config
+    # the data set the run trained on (checkpoints from before it was recorded are CIFAR-10 runs)
+    dataset = train.get("dataset") or (train.get("config") or {}).get("dataset") or "cifar10"
+    num_classes = get_dataset_info(dataset).num_classes
+    if cfg.num_classes != num_classes:
+        raise ValueError(f"{run_ckpt}: the GHN predicts {cfg.num_classes} classes, but it was trained on {dataset} "
+                         f"({num_classes} classes); expected a checkpoint whose GHN matches its data set")
+    loader = eval_loader(dataset, "test", data_dir=data_dir, device=device)
+    evaluation: dict[str, Any] = {"protocol": f"{dataset} test images in one fixed seeded order, first {batches} "
                                               f"batches of 64 per net, BN batch statistics",
                                   "deepnets_test_nets": test_nets}
     start = time.perf_counter()
     for split, n in (("test", test_nets), ("predefined", None)):
-        ghn_r = evaluate_nets(ghn, load_eval_nets(split, n=n, deepnets_dir=deepnets_dir), loader, max_batches=batches)
-        rand_r = evaluate_nets(None, load_eval_nets(split, n=n, deepnets_dir=deepnets_dir), loader, max_batches=batches)
+        nets = dict(n=n, deepnets_dir=deepnets_dir, num_classes=num_classes)
+        ghn_r = evaluate_nets(ghn, load_eval_nets(split, **nets), loader, max_batches=batches)
+        rand_r = evaluate_nets(None, load_eval_nets(split, **nets), loader, max_batches=batches)
         if split == "test":
             evaluation["deepnets_test"] = _result(ghn_r)
             evaluation["deepnets_test_random_init"] = _result(rand_r)
@@ -85,22 +99,23 @@ def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, ba
                 evaluation[name] = round(acc, 2)
                 evaluation[f"{name}_random_init"] = round(base, 2)
     evaluation["eval_time_s"] = round(time.perf_counter() - start, 1)
-    cfg = ghn.config
     card = ModelCard(
-        name="ghn2_cifar10", variant=cfg.variant, dataset="cifar10", image_size=cfg.image_size,
+        name=f"ghn2_{dataset}", variant=cfg.variant, dataset=dataset, image_size=cfg.image_size,
         num_classes=cfg.num_classes, max_shape=[2 * cfg.hid, 2 * cfg.hid, cfg.max_spatial, cfg.max_spatial],
         ghn_params=ghn.num_params(), weights_sha=state_hash(ghn.state_dict()),
         training={"steps": train.get("total_steps"), "steps_this_run": train.get("step"),
                   "config": train.get("config"), "wall_time_s": round(train.get("wall_time_s", 0.0)),
                   "device": train.get("device"), "train_nets": train.get("train_nets"),
                   "host": f"{platform.machine()}, {torch.get_num_threads()} threads", "metrics": payload.get("metrics")},
-        evaluation=evaluation, created=time.strftime("%Y-%m-%d"), commit=_commit())
+        evaluation=evaluation, published=dict(PUBLISHED.get(dataset, {})), created=time.strftime("%Y-%m-%d"),
+        commit=_commit())
     out = Path(out_dir)
-    save_checkpoint(out / "ghn2_cifar10.pt", {"config": cfg.to_dict(), "state_dict": ghn.state_dict(),
+    save_checkpoint(out / f"{card.name}.pt", {"config": cfg.to_dict(), "state_dict": ghn.state_dict(),
                                              "train": {**train, "config": train.get("config")},
                                              "metrics": payload.get("metrics", {}), "card": asdict(card)})
-    (out / "ghn2_cifar10.json").write_text(json.dumps(asdict(card), indent=1) + "\n")
-    (out / "MODEL_CARD.md").write_text(card_markdown(card))
+    (out / f"{card.name}.json").write_text(json.dumps(asdict(card), indent=1) + "\n")
+    # the shipped CIFAR-10 card keeps its name; a card for another data set sits next to it
+    (out / ("MODEL_CARD.md" if dataset == "cifar10" else f"MODEL_CARD_{dataset}.md")).write_text(card_markdown(card))
     return card
 
 
@@ -110,6 +125,12 @@ def card_markdown(card: ModelCard) -> str:
     cfg = t.get("config") or {}
     hours = (t.get("wall_time_s") or 0) / 3600
     test, rand = e["deepnets_test"], e["deepnets_test_random_init"]
+    info = get_dataset_info(card.dataset)
+    held_out = info.val_per_class * info.num_classes
+
+    def pub(key: str) -> str:
+        return f"{p[key]} %" if key in p else "none published"
+
     return f"""# Model card: `{card.name}.pt`
 
 GHN-2 ({card.variant}, {card.ghn_params:,} parameters, decoder block {card.max_shape}) for
@@ -118,8 +139,8 @@ GHN-2 ({card.variant}, {card.ghn_params:,} parameters, decoder block {card.max_s
 
 ## How it was trained
 
-- Data: DeepNets-1M train split ({t.get('train_nets')} generated nets), CIFAR-10 45k training images
-  (5k held out for validation).
+- Data: DeepNets-1M train split ({t.get('train_nets')} generated nets), {card.dataset} training images
+  ({held_out:,} held out for validation).
 - Recipe: `python -m ghn_core.train --preset {'cpu-small' if cfg.get('width_scale') == 0.5 else 'custom'}`:
   Adam lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, meta-batch {cfg.get('meta_batch')} nets,
   {cfg.get('batch_size')} images per step, widths drawn by the paper's rule times {cfg.get('width_scale')},
@@ -134,9 +155,9 @@ initialisation, scored the same way.
 
 | nets | this GHN | random init | published GHN-2 (300 epochs, full test set) |
 |---|---|---|---|
-| DeepNets-1M test, first {test['nets']} nets | {test['mean']:.2f} +- {test['stderr']:.2f} % | {rand['mean']:.2f} +- {rand['stderr']:.2f} % | {p['deepnets_test_mean']} % |
-| ResNet-50 (CIFAR stem) | {e['resnet50']:.2f} % | {e['resnet50_random_init']:.2f} % | {p['resnet50']} % |
-| ViT (12 cells, C=128) | {e['vit']:.2f} % | {e['vit_random_init']:.2f} % | {p['vit']} % |
+| DeepNets-1M test, first {test['nets']} nets | {test['mean']:.2f} +- {test['stderr']:.2f} % | {rand['mean']:.2f} +- {rand['stderr']:.2f} % | {pub('deepnets_test_mean')} |
+| ResNet-50 (CIFAR stem) | {e['resnet50']:.2f} % | {e['resnet50_random_init']:.2f} % | {pub('resnet50')} |
+| ViT (12 cells, C=128) | {e['vit']:.2f} % | {e['vit_random_init']:.2f} % | {pub('vit')} |
 
 At this budget the GHN is far from the published one. Training continues by resuming from this
 file: `python -m ghn_core.train --preset cpu-small --init ghn_core/checkpoints/{card.name}.pt`

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import BatchLoader, load_split
+from .data import BatchLoader, get_dataset_info, load_split
 from .deepnets import DeepNets1M, Network, architecture_graph, generate_split, get_split, sample_width
 from .errors import CheckpointError, GhnNasError
 from .graph import Graph
@@ -311,10 +311,20 @@ def _read_resumable(paths: Sequence[Path], *, is_main: bool) -> tuple[Path, GHN2
                           + ". Move these files away to start afresh, or use another --out.")
 
 
+def _check_classes(ghn: GHN2, cfg: TrainConfig, source: Path | str) -> None:
+    """A GHN decodes ``num_classes`` classifier rows and tiles them over wider heads: one trained for
+    another class count would run, with wrong (repeated) class rows, so it is refused here."""
+    classes = get_dataset_info(cfg.dataset).num_classes
+    if ghn.config.num_classes != classes:
+        raise GhnNasError(f"{source} holds a GHN for {ghn.config.num_classes} classes, but --dataset {cfg.dataset} "
+                          f"has {classes}; start afresh (no --init, another --out) to train one for {cfg.dataset}")
+
+
 def _starting_point(cfg: TrainConfig, out: Path, is_main: bool) -> _Start:
     found = [p for p in (out / "last.pt", out / "prev.pt") if p.exists()]
     if found:
         path, ghn, payload = _read_resumable(found, is_main=is_main)
+        _check_classes(ghn, cfg, path)
         # Through JSON both sides compare alike (a saved tuple would differ from a list).
         saved, now = (json.loads(json.dumps(c)) for c in (payload["train"]["config"], asdict(cfg)))
         changed = sorted(k for k in now if saved.get(k) != now[k])
@@ -325,19 +335,22 @@ def _starting_point(cfg: TrainConfig, out: Path, is_main: bool) -> _Start:
                       float(t.get("wall_time_s", 0.0)), int(t.get("world_size", 1)))
     if cfg.init:
         ghn, payload = ghn_from_checkpoint(cfg.init)
+        _check_classes(ghn, cfg, cfg.init)
         steps = int(payload.get("train", {}).get("total_steps", 0))
         log.info("initialised from %s (%d steps)", cfg.init, steps)
         return _Start(ghn, prior_steps=steps)
     torch.manual_seed(cfg.seed)
-    return _Start(create_ghn(cfg.variant))
+    # the decoder predicts one row per class of the dataset (10 rows tiled to 100 would repeat classes)
+    return _Start(create_ghn(cfg.variant, num_classes=get_dataset_info(cfg.dataset).num_classes))
 
 
 def _validate(ghn: GHN2, store: DeepNets1M, loader, cfg: TrainConfig) -> dict[str, float]:
     """Predicted-parameter accuracy on the first val-split nets (a quick learning signal)."""
-    from .evaluate import evaluate_store
+    from .evaluate import evaluate_nets
 
-    result = evaluate_store(ghn, store, range(min(cfg.eval_nets, len(store))), loader,
-                            max_batches=cfg.eval_batches, progress=False)
+    num_classes = get_dataset_info(cfg.dataset).num_classes   # the nets' heads match the images' labels
+    nets = [(f"{store.split}/{i}", store.network(i, num_classes)) for i in range(min(cfg.eval_nets, len(store)))]
+    result = evaluate_nets(ghn, nets, loader, max_batches=cfg.eval_batches, progress=False)
     ghn.train()
     return {"val_acc": result.mean, "val_acc_se": result.stderr, "val_nets": len(result.accuracies)}
 
