@@ -40,7 +40,7 @@ from .objectives import resolve_objectives
 from .predictors import fit_on_labels, load_predictor, save_predictor
 from .proxies import ProxyContext, compute
 from .space import get_space
-from .storage import dashboard_url, fail_own_trials, open_storage, recover_orphans, worker_id
+from .storage import dashboard_url, fail_own_trials, mask_url, open_storage, recover_orphans, worker_id
 
 __all__ = ["SearchConfig", "make_objective", "open_study", "search_worker", "run_search", "top_trials", "main"]
 
@@ -86,7 +86,6 @@ class SearchConfig:
         journal file for several)."""
         if self.storage:
             return self.storage
-        Path("studies").mkdir(exist_ok=True)
         if self.workers > 1:
             return f"journal:studies/{self.resolved_name()}.journal"
         return f"sqlite:///studies/{self.resolved_name()}.db"
@@ -135,9 +134,16 @@ def _complete(study: optuna.Study) -> int:
 
 def open_study(cfg: SearchConfig) -> optuna.Study:
     """Create or load the study and check it was run with the same objective, space, seed, GHN and
-    labels; fit and save the label regressors its proxies need."""
+    labels; fit and save the label regressors its proxies need. Every input (space, device, labels,
+    GHN, image data) is checked before the storage is opened: a bad one leaves nothing written."""
+    return _open_study(cfg)[0]
+
+
+def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
+    """``open_study``, also returning the proxy context (GHN on the device, images) it checked."""
     proxies, directions = cfg.proxies()
     get_space(cfg.space)  # an unknown space fails before anything is written
+    resolve_device(cfg.device)
     if cfg.labels is not None and not Path(cfg.labels).is_file():
         raise FileNotFoundError(f"no labels at {cfg.labels}: give the JSON lines python -m nas.label wrote")
     ghn = load_ghn(cfg.ghn)
@@ -146,12 +152,17 @@ def open_study(cfg: SearchConfig) -> optuna.Study:
     # Fitted before the storage is touched (bad labels: nothing written), saved once the study checks out.
     regressed = [p.removeprefix("predicted_") for p in proxies if p.startswith("predicted_")]
     predictors = {label: fit_on_labels(ghn, cfg.labels, label, space=cfg.space, seed=cfg.seed) for label in regressed}
-    storage = open_storage(cfg.resolved_storage())
+    # The image data too (a missing or empty --data-dir), and only then the storage.
+    ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
+    url = cfg.resolved_storage()
+    if cfg.storage is None:
+        Path("studies").mkdir(exist_ok=True)  # the default folder; a given path's folder must exist
+    storage = open_storage(url)
     try:
         study = optuna.create_study(study_name=cfg.resolved_name(), storage=storage, directions=directions,
                                     load_if_exists=True)
     except Exception as err:  # e.g. the server went away between opening and creating
-        raise GhnNasError(f"cannot open the study storage {cfg.resolved_storage()!r}: {type(err).__name__}: {err}") from None
+        raise GhnNasError(mask_url(f"cannot open the study storage {url!r}: {type(err).__name__}: {err}", url)) from None
     attrs = {"objective": cfg.objective, "proxies": proxies, "space": cfg.space, "seed": cfg.seed, "ghn_hash": ghn_hash,
              "sampler": cfg.sampler, "labels": labels_digest}
     for key, value in attrs.items():
@@ -170,16 +181,18 @@ def open_study(cfg: SearchConfig) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # metric names: stable in use
             study.set_metric_names(proxies)
-    return study
+    return study, ctx
 
 
-def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True) -> None:
+def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
+                  ctx: ProxyContext | None = None) -> None:
     """One worker: run trials until the study has ``cfg.trials`` complete ones (counting every worker's).
 
     Before each trial it fails and retries the trials of dead workers (``nas.storage.recover_orphans``)
     and waits rather than starting a trial the running ones will make surplus. Two workers that check
     at the same instant can still both start one, so a study with several workers may end with up to
-    ``workers - 1`` trials more than asked.
+    ``workers - 1`` trials more than asked. ``ctx``: the proxy context ``open_study`` built (else one
+    is built here).
     """
     proxies, directions = cfg.proxies()
     study = optuna.load_study(study_name=cfg.resolved_name(), storage=open_storage(cfg.resolved_storage()))
@@ -190,8 +203,10 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True) -
     # offset the seed by the trials already complete and by the worker index.
     seed = cfg.seed + done + 7919 * index
     study.sampler = make_sampler(cfg.sampler, seed, multi_objective=len(directions) > 1)
-    ghn = load_ghn(cfg.ghn)
-    ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
+    if ctx is None:
+        ctx = ProxyContext.from_data(load_ghn(cfg.ghn), n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir,
+                                     device=cfg.device)
+    ghn = ctx.ghn
     ghn_hash = state_hash(ghn.state_dict())  # a saved regressor must come from this GHN's embeddings
     ctx.predictors = {label: load_predictor(path, ghn_hash=ghn_hash, n_features=ghn.config.hid)
                       for label, path in study.user_attrs.get("predictors", {}).items()}
@@ -242,13 +257,13 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
     lookup(SAMPLERS, cfg.sampler, "sampler")  # before anything is written
     resolve_device(cfg.device)  # a machine without the device: refused before the study exists
     if cfg.workers > 1 and cfg.resolved_storage().startswith("sqlite"):
-        raise GhnNasError(f"{cfg.workers} workers on SQLite storage {cfg.resolved_storage()!r} would wait on its "
-                          f"lock: use --storage journal:FILE (one host) or a PostgreSQL URL")
-    study = open_study(cfg)
-    log.info("study %s in %s: %d of %d trials complete", cfg.resolved_name(), cfg.resolved_storage(),
+        raise GhnNasError(f"{cfg.workers} workers on SQLite storage {mask_url(cfg.resolved_storage())!r} would wait "
+                          f"on its lock: use --storage journal:FILE (one host) or a PostgreSQL URL")
+    study, ctx = _open_study(cfg)
+    log.info("study %s in %s: %d of %d trials complete", cfg.resolved_name(), mask_url(cfg.resolved_storage()),
              _complete(study), cfg.trials)
     if cfg.workers == 1:
-        search_worker(cfg, 0, progress=progress)
+        search_worker(cfg, 0, progress=progress, ctx=ctx)
     else:
         spawn = multiprocessing.get_context("spawn")
         procs = [spawn.Process(target=_spawned_worker, args=(cfg, i), name=f"nas-worker-{i}")
@@ -256,7 +271,7 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
         for p in procs:
             p.start()
         try:
-            search_worker(cfg, 0, progress=progress)
+            search_worker(cfg, 0, progress=progress, ctx=ctx)
         finally:
             for p in procs:
                 p.join()
@@ -333,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted: the study is consistent; run the same command to continue it", file=sys.stderr)
             return 130
-        print(f"study {cfg.resolved_name()} in {cfg.resolved_storage()}: "
+        print(f"study {cfg.resolved_name()} in {mask_url(cfg.resolved_storage())}: "
               f"{_complete(study)} complete trials ({_count(study, TrialState.PRUNED)} pruned, "
               f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
@@ -350,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         report = write_report(study, cfg.resolved_out(), top_k=cfg.top_k)
         print(f"report: {report}")
-        print(f"open the study with: optuna-dashboard {dashboard_url(cfg.resolved_storage())}")
+        print(f"open the study with: optuna-dashboard {mask_url(dashboard_url(cfg.resolved_storage()))}")
     log.debug("config: %s", asdict(cfg))
     return 0
 

@@ -15,6 +15,7 @@ other hosts once ``GRACE_S`` has passed.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import warnings
 from datetime import datetime
@@ -27,7 +28,7 @@ from optuna.trial import TrialState
 
 from ghn_core.errors import GhnNasError
 
-__all__ = ["open_storage", "dashboard_url", "worker_id", "recover_orphans", "fail_own_trials", "MAX_RETRY"]
+__all__ = ["open_storage", "mask_url", "dashboard_url", "worker_id", "recover_orphans", "fail_own_trials", "MAX_RETRY"]
 
 MAX_RETRY = 2          # retries of one trial whose worker died, before it stays FAILED
 HEARTBEAT_S = 20       # RDB storages: seconds between heartbeats of a running trial
@@ -46,30 +47,62 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
+_PASSWORD = re.compile(r"(?P<head>://[^/:@\s]*:)(?P<password>[^@\s]*)@")
+
+
+def mask_url(text: str, url: str | None = None) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` URL in it replaced by ``***``
+    (and, given the ``url`` it came from, that password wherever else it appears, e.g. in a driver's
+    message)."""
+    if url is not None:
+        found = _PASSWORD.search(url)
+        if found and found["password"]:
+            text = text.replace(found["password"], "***")
+    return _PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+
+
+def _missing_folder(url: str, journal: str | None) -> Path | None:
+    """The folder a file storage (SQLite, journal) would be written into, if it does not exist."""
+    if journal is not None:
+        path = journal
+    elif url.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+
+        path = make_url(url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
+    else:
+        return None
+    folder = Path(path).expanduser().absolute().parent
+    return None if folder.is_dir() else folder
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url`` (see the module doc); a clear error if it cannot be opened."""
+    """An Optuna storage for ``url`` (see the module doc); a clear error if it cannot be opened.
+    A SQLite or journal file's folder must exist (it is not created); errors never show a password."""
     journal = _journal_path(url)
     try:
+        folder = _missing_folder(url, journal)
+        if folder is not None:
+            raise GhnNasError(f"cannot open the study storage {mask_url(url)!r}: the folder {folder} does not exist")
         if journal is not None:
-            Path(journal).parent.mkdir(parents=True, exist_ok=True)
             from optuna.storages.journal import JournalFileBackend
 
             return optuna.storages.JournalStorage(JournalFileBackend(journal))
         if "://" not in url:
-            raise GhnNasError(f"storage {url!r} is neither a URL (sqlite:///x.db, postgresql://...) "
+            raise GhnNasError(f"storage {mask_url(url)!r} is neither a URL (sqlite:///x.db, postgresql://...) "
                               f"nor a journal file (journal:x.journal)")
-        if url.startswith("postgresql://"):
-            url = _postgres_driver(url)
+        driver_url = _postgres_driver(url) if url.startswith("postgresql://") else url
         # SQLite: wait for a lock instead of failing with "database is locked" at once.
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
+            return optuna.storages.RDBStorage(driver_url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
                                               grace_period=GRACE_S, heartbeat_stale_trial_callback=_retry)
     except GhnNasError:
         raise
     except Exception as err:  # SQLAlchemy and the drivers raise many types for a bad URL or a dead server
-        raise GhnNasError(f"cannot open the study storage {url!r}: {type(err).__name__}: {err}") from None
+        raise GhnNasError(mask_url(f"cannot open the study storage {url!r}: {type(err).__name__}: {err}", url)) from None
 
 
 def _postgres_driver(url: str) -> str:

@@ -136,3 +136,29 @@ def test_search_counts_out_of_range_in_process(tmp_path, ghn_ckpt, monkeypatch, 
         with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be an integer >= "):
             run_search(SearchConfig(**{field: value}, ghn=ghn_ckpt, device="cpu"), progress=False)
     assert list(tmp_path.iterdir()) == []  # no studies/, no runs/
+
+
+def test_search_checks_data_and_storage_folder_before_creating_the_study(workdir, ghn_ckpt, cifar_dir):
+    (workdir / "empty").mkdir()
+    before = snapshot(workdir)
+    common = ["--ghn", ghn_ckpt, "--trials", "1", "--space", "nb201", "--device", "cpu", "--n-images", "8"]
+    proc = run_cli("nas.search", *common, "--data-dir", "empty", cwd=workdir)
+    assert_user_error(proc, "looked in", "empty")
+    proc = run_cli("nas.search", *common, "--data-dir", "missing", cwd=workdir)
+    assert_user_error(proc, "the data folder for cifar10 does not exist")
+    assert not (workdir / "studies").exists() and not (workdir / "runs").exists()
+    proc = run_cli("nas.search", *common, "--storage", "sqlite:///nofolder/s.db", cwd=workdir, data_dir=cifar_dir)
+    assert_user_error(proc, f"the folder {workdir / 'nofolder'} does not exist")
+    assert snapshot(workdir) == before and sorted(p.name for p in workdir.iterdir()) == ["empty", "keep.txt"]
+
+
+def test_storage_errors_never_show_the_password():
+    from ghn_core.errors import GhnNasError
+    from nas.storage import mask_url, open_storage
+
+    url = "postgresql://bob:hunter2@127.0.0.1:1/none"
+    with pytest.raises(GhnNasError, match=r"cannot open the study storage 'postgresql://bob:\*\*\*@127.0.0.1:1/none'") as err:
+        open_storage(url)
+    assert "hunter2" not in str(err.value)
+    assert mask_url("driver said: password hunter2 rejected", url) == "driver said: password *** rejected"
+    assert mask_url("sqlite:///studies/x.db") == "sqlite:///studies/x.db"
