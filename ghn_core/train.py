@@ -515,25 +515,50 @@ def _ensure_split(cfg: TrainConfig, split: str) -> Path:
 
 # -- command line -----------------------------------------------------------------------------------
 
+def _field_notes() -> dict[str, str]:
+    """The comment next to each ``TrainConfig`` field, as its ``--help`` text."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(TrainConfig)
+    except OSError:  # no source (a frozen install): options without help
+        return {}
+    found = re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
+    notes = {"variant": "GHN variant: ghn2, ghn1 or mlp", "dataset": "image dataset: cifar10, cifar100 or imagenet",
+             "data_dir": "image data folder ($GHN_NAS_DATA when not given)",
+             "deepnets_dir": "folder of the DeepNets-1M splits", "lr": "Adam learning rate",
+             "weight_decay": "Adam weight decay", "gamma": "learning-rate factor at each milestone",
+             "grad_clip": "gradient-norm clip", "eval_batches": "image batches per scored net"}
+    notes.update((name, note.strip()) for name, note in found)
+    return {name: note.replace("%", "%%") for name, note in notes.items()}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
     """``--preset NAME`` first, then ``--field value`` overrides, type-checked against the defaults."""
     parser = argparse.ArgumentParser(prog="python -m ghn_core.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+                        help="a set of overrides for small budgets, applied before the options below "
+                             "(default: %(default)s)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    defaults = TrainConfig()
+    defaults, notes = TrainConfig(), _field_notes()
     for name, f in TrainConfig.fields().items():
         value = getattr(defaults, name)
         kind = type(value) if value is not None else str
+        # --batch-size and --batch_size alike; the field name stays the destination.
+        flags = [f"--{name.replace('_', '-')}", f"--{name}"] if "_" in name else [f"--{name}"]
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
+        common = dict(dest=name, default=None, help=f"{notes.get(name, '')} (paper default: {shown})".lstrip())
         if isinstance(value, bool):
-            parser.add_argument(f"--{name}", type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
-                                metavar="BOOL")
+            parser.add_argument(*flags, type=lambda s: s.lower() in ("1", "true", "yes", "on"), metavar="BOOL",
+                                **common)
         elif isinstance(value, tuple):
-            parser.add_argument(f"--{name}", type=float, nargs="+", default=None)
+            parser.add_argument(*flags, type=float, nargs="+", **common)
         elif name == "max_steps":
-            parser.add_argument(f"--{name}", type=int, default=None)
+            parser.add_argument(*flags, type=int, **common)
         else:
-            parser.add_argument(f"--{name}", type=kind, default=None)
+            parser.add_argument(*flags, type=kind, **common)
     args = parser.parse_args(argv)
     values = {**PRESETS[args.preset]}
     values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items()

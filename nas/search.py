@@ -307,35 +307,52 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = SearchConfig()
     parser.add_argument("--objective", nargs="+", default=defaults.objective,
-                        help="accuracy, robustness, efficiency, trainability (several: multi-objective)")
-    parser.add_argument("--space", default=defaults.space, help="deepnets or nb201")
-    parser.add_argument("--trials", type=positive_int, default=defaults.trials)
-    parser.add_argument("--top-k", type=non_negative_int, default=defaults.top_k)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+                        help="accuracy, robustness, efficiency, trainability (several: multi-objective) "
+                             "(default: %(default)s)")
+    parser.add_argument("--space", default=defaults.space, help="deepnets or nb201 (default: %(default)s)")
+    parser.add_argument("--trials", type=positive_int, default=defaults.trials,
+                        help="complete trials the study should have; a rerun continues up to this (default: %(default)s)")
+    parser.add_argument("--top-k", type=non_negative_int, default=defaults.top_k,
+                        help="best trials listed, SGD-trained and reported (0: none) (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of the sampler, the proxy images and the final training; recorded on the "
+                             "study (default: %(default)s)")
     parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler,
-                        help="auto: TPE (one objective) or NSGA-II (several); random: a random-search baseline")
-    parser.add_argument("--study-name", default=None)
+                        help="auto: TPE (one objective) or NSGA-II (several); random: a random-search baseline "
+                             "(default: %(default)s)")
+    parser.add_argument("--study-name", default=None,
+                        help="name of the study in the storage (default: <objectives>-<space>, e.g. robustness-deepnets)")
     parser.add_argument("--storage", default=None,
                         help="sqlite:///FILE, journal:FILE (several workers, one host) or postgresql://... "
                              "(several hosts); default: a file in studies/")
     parser.add_argument("--workers", type=positive_int, default=defaults.workers,
-                        help="processes running trials on the study at once (default storage: a journal file)")
+                        help="processes running trials on the study at once (several: the default storage is a "
+                             "journal file) (default: %(default)s)")
     parser.add_argument("--ghn", default=None, help="GHN checkpoint (default: the shipped one)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--n-images", type=positive_int, default=defaults.n_images)
-    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--data-dir", default=None,
+                        help="CIFAR-10 ImageFolder tree or torchvision root (default: $GHN_NAS_DATA, else a "
+                             "download into ~/.cache/ghn-nas/data)")
+    parser.add_argument("--n-images", type=positive_int, default=defaults.n_images,
+                        help="held-out validation images the GHN proxies score each net on (default: %(default)s)")
+    parser.add_argument("--device", default=defaults.device,
+                        help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--final-epochs", type=non_negative_int, default=defaults.final_epochs,
-                        help="SGD epochs for each of the top-k (0: skip final training)")
+                        help="SGD epochs for each of the top-k (0: skip final training) (default: %(default)s)")
     parser.add_argument("--final-batches", type=non_negative_int, default=defaults.final_batches,
-                        help="batches per final epoch (a CPU budget; 0: the whole training set)")
+                        help="batches per final epoch (a CPU budget; 0: the whole training set) (default: %(default)s)")
     parser.add_argument("--final-eval-batches", type=non_negative_int, default=defaults.final_eval_batches,
-                        help="test batches of 256 scored per candidate (a CPU budget; 0: the whole test set)")
-    parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init)
+                        help="test batches of 256 scored per candidate (a CPU budget; 0: the whole test set) "
+                             "(default: %(default)s)")
+    parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init,
+                        help="final training from PyTorch's random init or from the GHN's predicted "
+                             "parameters (default: %(default)s)")
     parser.add_argument("--labels", default=None,
                         help="nas.label JSON lines of this space: score accuracy/robustness by an SVR on GHN "
                              "embeddings fitted on their clean/noisy accuracy (saved in the run folder)")
-    parser.add_argument("--out", default=None, help="run folder for report.md and plots")
-    parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--out", default=None,
+                        help="run folder for report.md, trials.csv, plots and label regressors "
+                             "(default: runs/<study name>)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -162,3 +162,26 @@ def test_storage_errors_never_show_the_password():
     assert "hunter2" not in str(err.value)
     assert mask_url("driver said: password hunter2 rejected", url) == "driver said: password *** rejected"
     assert mask_url("sqlite:///studies/x.db") == "sqlite:///studies/x.db"
+
+
+def test_help_texts_show_defaults_and_train_takes_hyphens(tmp_path, capsys):
+    import re
+
+    proc = run_cli("nas.search", "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split("options:", 1)[1].split())
+    for option in ["--trials", "--top-k", "--seed", "--study-name", "--data-dir", "--n-images", "--device", "--init",
+                   "--out"]:
+        entry = re.search(rf"{option} \S+ (.*?) (?=--[a-z]|$)", text)
+        assert entry and "default" in entry.group(1), (option, entry and entry.group(1))
+    assert re.search(r"--debug show the traceback", text)
+
+    from ghn_core.train import parse_args
+
+    cfg, debug = parse_args(["--preset", "cpu-small", "--batch-size", "16", "--max_steps", "3", "--width-scale", "0.25"])
+    assert (cfg.batch_size, cfg.max_steps, cfg.width_scale, debug) == (16, 3, 0.25, False)
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size BATCH_SIZE, --batch_size BATCH_SIZE images per step" in help_text
+    assert "(paper default: 64)" in help_text
