@@ -137,6 +137,8 @@ def load_eval_nets(split: str, *, n: int | None = None, deepnets_dir: str = "dat
         spec = get_split(split)
         path = Path(deepnets_dir) / f"deepnets1m_{split}.h5"
         if not path.exists():
+            log.info("generating the DeepNets-1M %s split (%d nets) into %s: once, later runs read it "
+                     "(--deepnets-dir chooses the folder)", split, spec.size, path.resolve())
             generate_split(split, spec.size, deepnets_dir, progress=False)
         store = DeepNets1M(path)
         count = len(store) if n is None else min(n, len(store))
@@ -159,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "'torchvision:resnet18,vgg11_bn', or 'nb201' (with --nb201-csv)")
     parser.add_argument("--nb201-csv", default=None, help="labelled NAS-Bench-201 CSV for --split nb201")
     parser.add_argument("--n", type=int, default=None, help="first N nets of the split (default: all)")
-    parser.add_argument("--deepnets-dir", default="data/deepnets1m")
+    parser.add_argument("--deepnets-dir", default="data/deepnets1m",
+                        help="folder of the DeepNets-1M splits; a missing split is generated into it, relative "
+                             "to the current folder (default: %(default)s)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batches", type=int, default=None, help="at most this many batches of 64 images per net")
     parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise sigma (0.08: robustness)")

@@ -185,3 +185,21 @@ def test_help_texts_show_defaults_and_train_takes_hyphens(tmp_path, capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--batch-size BATCH_SIZE, --batch_size BATCH_SIZE images per step" in help_text
     assert "(paper default: 64)" in help_text
+
+
+def test_evaluate_says_where_it_generates_a_missing_split(tmp_path, monkeypatch, caplog):
+    """The split is not really generated (500 nets): the generator is stubbed to stop right there."""
+    import logging
+
+    import ghn_core.evaluate as evaluate
+
+    def stop(split, size, out, **kwargs):
+        raise SystemExit(f"would generate {size} nets into {out}")
+
+    monkeypatch.setattr(evaluate, "generate_split", stop)
+    monkeypatch.setattr(evaluate, "eval_loader", lambda *a, **k: None)  # no image data needed to get there
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="ghn_core.evaluate"), pytest.raises(SystemExit, match="500 nets"):
+        evaluate.main(["--split", "test", "--device", "cpu"])
+    expected = f"generating the DeepNets-1M test split (500 nets) into {tmp_path / 'data/deepnets1m/deepnets1m_test.h5'}"
+    assert expected in caplog.text
