@@ -11,9 +11,18 @@ from pathlib import Path
 
 import optuna
 
-from .search import top_trials
+__all__ = ["top_trials", "write_report", "write_trials_csv"]
 
-__all__ = ["write_report", "write_trials_csv"]
+
+def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The best ``k`` trials: by value (single objective), or the Pareto front first and then the rest,
+    each part ordered by the first objective (several objectives)."""
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    if len(study.directions) == 1:
+        return sorted(done, key=lambda t: sign * t.value)[:k]
+    front = {t.number for t in study.best_trials}
+    return sorted(done, key=lambda t: (t.number not in front, sign * t.values[0]))[:k]
 
 
 def _plots(study: optuna.Study, out: Path) -> list[str]:

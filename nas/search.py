@@ -36,13 +36,16 @@ from ghn_core.errors import DisconnectedGraphError, GhnNasError
 from ghn_core.model.checkpoint import state_hash
 from ghn_core.utils import lookup, non_negative_int, positive_int, resolve_device, user_errors
 
+from .finalize import finalize
+from .label import SGDRecipe
 from .objectives import resolve_objectives
 from .predictors import fit_on_labels, load_predictor, save_predictor
 from .proxies import ProxyContext, compute
+from .report import top_trials, write_report
 from .space import get_space
 from .storage import dashboard_url, fail_own_trials, mask_url, open_storage, recover_orphans, worker_id
 
-__all__ = ["SearchConfig", "make_objective", "open_study", "search_worker", "run_search", "top_trials", "main"]
+__all__ = ["SearchConfig", "make_objective", "open_study", "search_worker", "run_search", "main"]
 
 log = logging.getLogger("nas.search")
 GHN_PROXIES = ("ghn_accuracy", "ghn_robustness", "trainability")  # these write predicted parameters
@@ -281,17 +284,6 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
     return study
 
 
-def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    """The best ``k`` trials: by value (single objective), or the Pareto front first and then the rest,
-    each part ordered by the first objective (several objectives)."""
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    if len(study.directions) == 1:
-        return sorted(done, key=lambda t: sign * t.value)[:k]
-    front = {t.number for t in study.best_trials}
-    return sorted(done, key=lambda t: (t.number not in front, sign * t.values[0]))[:k]
-
-
 def _table(study: optuna.Study, k: int) -> str:
     names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
     rows = [f"| trial | {' | '.join(names)} | params at C=32 (M) |", "|" + "---|" * (len(names) + 2)]
@@ -370,16 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
         if cfg.final_epochs > 0 and cfg.top_k > 0:
-            from .finalize import finalize
-            from .label import SGDRecipe
-
             recipe = SGDRecipe(epochs=cfg.final_epochs, max_batches=cfg.final_batches,
                                eval_batches=cfg.final_eval_batches)
             finalize(study, get_space(cfg.space), cfg.top_k, recipe, init=cfg.init,
                      ghn=load_ghn(cfg.ghn) if cfg.init == "ghn" else None, data_dir=cfg.data_dir, device=cfg.device,
                      seed=cfg.seed)
-        from .report import write_report
-
         report = write_report(study, cfg.resolved_out(), top_k=cfg.top_k)
         print(f"report: {report}")
         print(f"open the study with: optuna-dashboard {mask_url(dashboard_url(cfg.resolved_storage()))}")

@@ -8,7 +8,8 @@ import optuna
 import pytest
 
 from ghn_core.errors import CheckpointError, GhnNasError
-from nas.search import SearchConfig, main, make_sampler, run_search, top_trials
+from nas.report import top_trials
+from nas.search import SearchConfig, main, make_sampler, run_search
 
 
 def _cfg(tmp_path, ghn_ckpt, cifar_dir, **kw) -> SearchConfig:
@@ -26,9 +27,33 @@ def test_each_objective_end_to_end(tmp_path, ghn_ckpt, cifar_dir, objectives):
     for t in done:
         assert "architecture" in t.user_attrs
         assert all(f"proxy_{p}" in t.user_attrs for p in study.user_attrs["proxies"])
-    assert top_trials(study, 1)
+    assert top_trials(study, 1)[0].number in {t.number for t in study.best_trials}  # a best trial comes first
     assert study.user_attrs["objective"] == objectives and study.user_attrs["space"] == "nb201"
     assert study.user_attrs["sampler"] == "auto"
+
+
+def _study(directions: list[str], values: list) -> optuna.Study:
+    """An in-memory study with one COMPLETE trial per value, then a FAIL and a PRUNED trial."""
+    study = optuna.create_study(directions=directions)
+    for v in values:
+        study.add_trial(optuna.trial.create_trial(values=list(v) if isinstance(v, tuple) else [v]))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    return study
+
+
+def test_top_trials_ranks_by_direction():
+    values = [0.3, 0.9, 0.1, 0.5]
+    assert [t.number for t in top_trials(_study(["maximize"], values), 3)] == [1, 3, 0]
+    assert [t.number for t in top_trials(_study(["minimize"], values), 3)] == [2, 0, 3]
+    assert [t.number for t in top_trials(_study(["maximize"], values), 10)] == [1, 3, 0, 2]  # complete trials only
+    assert top_trials(_study(["minimize"], values), 0) == []
+    # Several objectives: the Pareto front first, each part by the first objective's direction.
+    # (max acc, min size): front = trials 0 (0.9, 5), 1 (0.5, 1), 3 (0.7, 3); trial 2 (0.8, 9) is dominated by 0.
+    study = _study(["maximize", "minimize"], [(0.9, 5.0), (0.5, 1.0), (0.8, 9.0), (0.7, 3.0)])
+    assert [t.number for t in top_trials(study, 4)] == [0, 3, 1, 2]
+    study = _study(["minimize", "maximize"], [(5.0, 0.9), (1.0, 0.5), (9.0, 0.8), (3.0, 0.7)])
+    assert [t.number for t in top_trials(study, 4)] == [1, 3, 0, 2]
 
 
 def test_random_sampler_baseline(tmp_path, ghn_ckpt, cifar_dir):
