@@ -3,12 +3,13 @@
 Modules: ``space`` (search spaces), ``proxies``, ``predictors``, ``objectives``, and the command-line
 jobs ``search``, ``label``, ``scorecard`` (run with ``python -m nas.<job>``; import them directly,
 e.g. ``from nas.search import run_search``), with ``finalize`` and ``report`` behind ``search``.
+``load_architecture(path)`` turns an architecture file a search wrote back into its network.
 """
 from .objectives import OBJECTIVES, resolve_objectives
 from .predictors import fit_predictor, make_predictor, rank_correlations
 from .proxies import PROXIES, ProxyContext, compute, list_proxies
-from .space import CustomSpace, DeepNetsSpace, NB201Space, get_space
+from .space import CustomSpace, DeepNetsSpace, NB201Space, get_space, load_architecture
 
-__all__ = ["DeepNetsSpace", "NB201Space", "CustomSpace", "get_space", "ProxyContext", "PROXIES", "compute",
-           "list_proxies", "make_predictor", "fit_predictor", "rank_correlations", "OBJECTIVES",
+__all__ = ["DeepNetsSpace", "NB201Space", "CustomSpace", "get_space", "load_architecture", "ProxyContext", "PROXIES",
+           "compute", "list_proxies", "make_predictor", "fit_predictor", "rank_correlations", "OBJECTIVES",
            "resolve_objectives"]

@@ -20,6 +20,8 @@ import argparse
 import hashlib
 import logging
 import multiprocessing
+import platform
+import socket
 import sys
 import time
 import warnings
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import optuna
+import torch
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -41,7 +44,7 @@ from .label import SGDRecipe
 from .objectives import resolve_objectives
 from .predictors import fit_on_labels, load_predictor, save_predictor
 from .proxies import ProxyContext, compute
-from .report import top_trials, write_report
+from .report import architecture_file, top_trials, write_report
 from .space import get_space
 from .storage import dashboard_url, fail_own_trials, mask_url, open_storage, recover_orphans, worker_id
 
@@ -98,9 +101,11 @@ def make_objective(space, proxies: Sequence[str], ctx: ProxyContext) -> Callable
     """The Optuna objective: build, score with each proxy, record values on the trial."""
     order = sorted(proxies, key=lambda p: p in GHN_PROXIES)  # proxies that predict parameters run last
     me = worker_id()
+    device = _device_name(ctx.device)
 
     def objective(trial: optuna.Trial):
         trial.set_user_attr("worker", me)  # lets other workers fail this trial if this process dies
+        trial.set_user_attr("device", device)  # where latencies were measured (the report's unit)
         model = space.suggest(trial)
         values = {}
         for name in order:
@@ -114,6 +119,15 @@ def make_objective(space, proxies: Sequence[str], ctx: ProxyContext) -> Callable
         return result if len(result) > 1 else result[0]
 
     return objective
+
+
+def _device_name(device) -> str:
+    """``cuda:0 (NVIDIA H200) on host`` or ``cpu (x86_64) on host``: what a latency was measured on."""
+    if device.type == "cuda":
+        what = f"{device} ({torch.cuda.get_device_name(device)})"
+    else:
+        what = f"{device} ({platform.processor() or platform.machine() or 'unknown'})"
+    return f"{what} on {socket.gethostname()}"
 
 
 SAMPLERS = {"auto": None, "tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
@@ -361,14 +375,20 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{_complete(study)} complete trials ({_count(study, TrialState.PRUNED)} pruned, "
               f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
-        if cfg.final_epochs > 0 and cfg.top_k > 0:
+        trained = cfg.final_epochs > 0 and cfg.top_k > 0
+        if trained:
             recipe = SGDRecipe(epochs=cfg.final_epochs, max_batches=cfg.final_batches,
                                eval_batches=cfg.final_eval_batches)
             finalize(study, get_space(cfg.space), cfg.top_k, recipe, init=cfg.init,
                      ghn=load_ghn(cfg.ghn) if cfg.init == "ghn" else None, data_dir=cfg.data_dir, device=cfg.device,
                      seed=cfg.seed)
-        report = write_report(study, cfg.resolved_out(), top_k=cfg.top_k)
+        report = write_report(study, cfg.resolved_out(), top_k=cfg.top_k, show_final=trained)
         print(f"report: {report}")
+        best = top_trials(study, 1)
+        if best:
+            path = architecture_file(cfg.resolved_out(), 1, best[0].number)
+            print(f"best architecture (trial {best[0].number}): {path}")
+            print(f"load it with: python -c \"import nas; model = nas.load_architecture('{path}')\"")
         print(f"open the study with: optuna-dashboard {mask_url(dashboard_url(cfg.resolved_storage()))}")
     log.debug("config: %s", asdict(cfg))
     return 0

@@ -8,21 +8,28 @@ study's storage is enough to retrain any trial. An architecture the DeepNets-1M 
     space = get_space("deepnets")
     model = space.suggest(trial)                         # inside an Optuna objective
     same = space.rebuild(trial.user_attrs)               # later, from the storage
+
+A search saves its best architectures as small JSON files (``save_architecture``) that
+``load_architecture(path)`` turns back into the network, with no storage needed.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import optuna
 from torch import nn
 
 from ghn_core.deepnets import OP_NAMES, Architecture, Genotype, Network, rejection_reason
+from ghn_core.errors import ArchitectureError
 from ghn_core.nb201 import NB201_OPS, NB201Network, format_arch
 from ghn_core.utils import lookup
 
-__all__ = ["DeepNetsSpace", "NB201Space", "CustomSpace", "SPACES", "get_space"]
+__all__ = ["DeepNetsSpace", "NB201Space", "CustomSpace", "SPACES", "get_space", "save_architecture",
+           "load_architecture"]
 
 ATTR = "architecture"  # the trial user attribute holding the built architecture (JSON)
 
@@ -123,3 +130,50 @@ SPACES: dict[str, Callable[..., Any]] = {"deepnets": DeepNetsSpace, "nb201": NB2
 def get_space(name: str, **kwargs: Any):
     """A built-in space by name (``deepnets``, ``nb201``); an unknown name lists the known ones."""
     return lookup(SPACES, name, "search space")(**kwargs)
+
+
+def save_architecture(path: str | os.PathLike, space: str, user_attrs: Mapping[str, Any], **info: Any) -> Path:
+    """Write one trial's architecture as JSON: the space's name, the architecture as the trial's user
+    attributes hold it, and ``info`` (trial number, proxy values, ...), for ``load_architecture``.
+    The file is written whole or not at all (a temporary file, then ``os.replace``)."""
+    get_space(space)  # an unknown space is refused here, not when the file is read back
+    path = Path(path)
+    record = {"space": space, ATTR: _record(user_attrs), **info}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_architecture(path: str | os.PathLike) -> nn.Module:
+    """The network of an architecture file a search wrote (``runs/<study>/architectures/*.json``),
+    freshly initialised: ``get_space(space).rebuild(...)`` on the file's record.
+
+        model = nas.load_architecture("runs/robustness-deepnets/architectures/rank1_trial12.json")
+
+    Raises FileNotFoundError for a missing file and ArchitectureError (a ValueError) for a file that
+    is not JSON, lacks ``space`` or ``architecture``, names an unknown space or holds an architecture
+    the space cannot build; each message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no architecture file at {path}: give a JSON file nas.search wrote "
+                                f"(runs/<study>/architectures/rank1_trial<N>.json)")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArchitectureError(f"{path} is not an architecture file: not JSON ({err})") from None
+    missing = [key for key in ("space", ATTR) if not isinstance(record, dict) or key not in record]
+    if missing:
+        found = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise ArchitectureError(f"{path} is not an architecture file: expected the keys 'space' and {ATTR!r}, "
+                                f"missing {missing} (found {found})")
+    try:
+        space = lookup(SPACES, record["space"], "search space", ArchitectureError)()
+    except ArchitectureError as err:
+        raise ArchitectureError(f"{path}: {err}") from None
+    try:
+        return space.rebuild({ATTR: record[ATTR]})
+    except (ValueError, TypeError, KeyError) as err:
+        raise ArchitectureError(f"{path}: the {record['space']} space cannot build its architecture: "
+                                f"{type(err).__name__}: {err}") from None
