@@ -22,13 +22,14 @@ common=(--space deepnets --trials "$TRIALS" --top-k "$TOP_K" --final-epochs 1 --
 label=(--space deepnets --recipe cpu --epochs 1 --max-batches "$COMPARE_BATCHES" --eval-batches "$EVAL"
        --device cpu --seed 0)   # the comparison's SGD labels
 
-ranked_archs() {  # $1: a study folder, $2: a proxy column; its complete trials' architectures, best first
-    python - "$1" "$2" <<'EOF'
-import csv, sys
-folder, proxy = sys.argv[1:]
-rows = [r for r in csv.DictReader(open(f"{folder}/trials.csv")) if r["state"] == "COMPLETE"]
-rows.sort(key=lambda r: -float(r[proxy]))  # the top-k by proxy, as nas.search ranks them
-sys.stdout.write("".join(r["architecture"] + "\n" for r in rows))
+ranked_archs() {  # $1: a study name; its complete trials' architectures, best first, as nas.search ranks them
+    python - "$storage" "$1" <<'EOF'
+import sys
+import optuna
+from nas.report import top_trials
+storage, name = sys.argv[1:]
+study = optuna.load_study(study_name=name, storage=storage)
+sys.stdout.write("".join(t.user_attrs["architecture"] + "\n" for t in top_trials(study, len(study.trials))))
 EOF
 }
 
@@ -51,7 +52,7 @@ open("studies/random-robustness/archs.txt", "w").write("".join(r["architecture"]
 compare() {
     # The robust search's top-k and the random sample's first COMPARE nets, trained alike by nas.label.
     mkdir -p studies/compare
-    ranked_archs studies/robustness ghn_robustness > studies/compare/robust_archs.txt
+    ranked_archs robustness > studies/compare/robust_archs.txt
     python -m nas.label --archs studies/compare/robust_archs.txt --limit "$TOP_K" \
         --out studies/compare/robust.jsonl "${label[@]}"
     python -m nas.label --archs studies/random-robustness/archs.txt --limit "$COMPARE" \
@@ -63,7 +64,7 @@ labelled() {
     # fitted on the random baseline's labels (compare); its top-k trained like the others.
     python -m nas.search --objective robustness --labels studies/compare/random.jsonl "${common[@]}" \
         --final-epochs 0 --study-name robustness-labelled --out studies/robustness-labelled
-    ranked_archs studies/robustness-labelled predicted_noisy_acc > studies/compare/labelled_archs.txt
+    ranked_archs robustness-labelled > studies/compare/labelled_archs.txt
     python -m nas.label --archs studies/compare/labelled_archs.txt --limit "$TOP_K" \
         --out studies/compare/labelled.jsonl "${label[@]}"
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from nas.search import top_trials
+from nas.report import plural, top_trials
 
 HERE = Path(__file__).resolve().parent
 STORAGE = f"sqlite:///{HERE / 'studies.db'}"
@@ -32,8 +32,9 @@ def main() -> None:
         f"(weights `{first.user_attrs['ghn_hash']}`), run by `bash studies/run.sh` on {started:%Y-%m-%d} on a "
         f"2-core CPU (no GPU), one thread per process, parts in parallel, seed {first.user_attrs['seed']}. Proxies score each trial on 512 "
         "CIFAR-10 validation images (held out of the training images). Every trained net gets the same SGD "
-        f"budget: {recipe['epochs']} epoch of at most {recipe['max_batches']} batches of {recipe['batch_size']} "
-        f"images (lr {recipe['lr']}, cosine), scored on {recipe['eval_batches']} test batches of 256, clean "
+        f"budget: {plural(recipe['epochs'], 'epoch')} of at most {plural(recipe['max_batches'], 'batch', 'batches')} "
+        f"of {recipe['batch_size']} images (lr {recipe['lr']}, cosine), scored on {recipe['eval_batches']} test "
+        "batches of 256, clean "
         "and under Gaussian noise (sigma 0.08). At this budget true accuracies are low and close together: "
         "they rank how fast nets start learning, not their 50-epoch accuracy.",
         "",
@@ -78,8 +79,8 @@ def main() -> None:
         "killed mid-run and were retried with the same architecture on the re-run): a uniform sample of the space. "
         "`bash studies/run.sh compare` trains the robust search's top architectures by proxy and the baseline's "
         "architectures with one `nas.label` recipe (`studies/compare/*.jsonl`)"
-        + (f": {budget['epochs']} epoch of {budget['max_batches']} batches of {budget['batch_size']}, scored on "
-           f"{budget['eval_batches']} test batches of 256." if budget else ".")
+        + (f": {plural(budget['epochs'], 'epoch')} of {plural(budget['max_batches'], 'batch', 'batches')} of "
+           f"{budget['batch_size']}, scored on {budget['eval_batches']} test batches of 256." if budget else ".")
         + " `bash studies/run.sh labelled` runs the robust search once more with `--labels "
         "studies/compare/random.jsonl`: its objective is then the paper's property predictor, an RBF SVR from "
         "the GHN's graph embedding to those random nets' noisy accuracy, and its top architectures are "
