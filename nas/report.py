@@ -82,6 +82,10 @@ def axis_label(name: str) -> str:
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
+def _with_unit(name: str) -> str:
+    return f"{name} ({UNITS[name].short})" if name in UNITS else name
+
+
 def _devices(trials: list[optuna.trial.FrozenTrial]) -> str:
     found = sorted({t.user_attrs["device"] for t in trials if "device" in t.user_attrs})
     return ", ".join(found) if found else "the search's device (not recorded)"
@@ -285,7 +289,7 @@ def write_report(study: optuna.Study, out: str | Path, *, top_k: int = 5, show_f
     finished = sum(t.state.is_finished() for t in study.trials)
     lines = [f"# Study `{study.study_name}`", "",
              f"Objective {attrs.get('objective')} (proxies {attrs.get('proxies')}), space `{attrs.get('space')}`, "
-             f"seed {attrs.get('seed')}, GHN `{attrs.get('ghn_hash')}`; {finished} finished trials "
+             f"seed {attrs.get('seed')}, GHN `{attrs.get('ghn_hash')}`; {plural(finished, 'finished trial')} "
              f"({sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)} pruned by the filters)."]
     top = top_trials(study, max(top_k, 1))
     if not top:
@@ -300,7 +304,7 @@ def write_report(study: optuna.Study, out: str | Path, *, top_k: int = 5, show_f
                   + ". Load it (a freshly initialised network) with:", "", "```python", "import nas",
                   f"model = nas.load_architecture({str(best.path)!r})", "```", "",
                   f"## Top {len(archs)} by proxy", "",
-                  f"| rank | trial | {' | '.join(names)} | parameters (M) | FLOPs (M) | files |",
+                  f"| rank | trial | {' | '.join(_with_unit(n) for n in names)} | parameters (M) | FLOPs (M) | files |",
                   "|" + "---|" * (len(names) + 5)]
         for a, t in zip(archs, top):
             files = f"[json]({a.path.relative_to(out)})" + (f", [png]({a.drawing.relative_to(out)})" if a.drawing else "")

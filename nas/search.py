@@ -44,7 +44,7 @@ from .label import SGDRecipe
 from .objectives import resolve_objectives
 from .predictors import fit_on_labels, load_predictor, save_predictor
 from .proxies import ProxyContext, compute
-from .report import architecture_file, top_trials, write_report
+from .report import architecture_file, axis_label, plural, top_trials, write_report
 from .space import get_space
 from .storage import dashboard_url, fail_own_trials, mask_url, open_storage, recover_orphans, worker_id
 
@@ -300,7 +300,7 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
 
 def _table(study: optuna.Study, k: int) -> str:
     names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
-    rows = [f"| trial | {' | '.join(names)} | params at C=32 (M) |", "|" + "---|" * (len(names) + 2)]
+    rows = [f"| trial | {' | '.join(axis_label(n) for n in names)} | params at C=32 (M) |", "|" + "---|" * (len(names) + 2)]
     for t in top_trials(study, k):
         params = t.user_attrs.get("num_params_c32")
         size = f"{params / 1e6:.2f}" if params is not None else "-"
@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\ninterrupted: the study is consistent; run the same command to continue it", file=sys.stderr)
             return 130
         print(f"study {cfg.resolved_name()} in {mask_url(cfg.resolved_storage())}: "
-              f"{_complete(study)} complete trials ({_count(study, TrialState.PRUNED)} pruned, "
+              f"{plural(_complete(study), 'complete trial')} ({_count(study, TrialState.PRUNED)} pruned, "
               f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
         trained = cfg.final_epochs > 0 and cfg.top_k > 0

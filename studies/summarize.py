@@ -98,7 +98,8 @@ def main() -> None:
               f"{r['noisy_acc']:.2f} | {r['clean_acc']:.2f} | {r['train_time_s']:.0f} |" for r in random_]
     lines.append("")
     if len(random_) < MIN_LABELLED:
-        lines += [f"**Not decided yet.** {len(random_)} random-search architectures are trained; the comparison "
+        lines += [f"**Not decided yet.** {plural(len(random_), 'random-search architecture')} "
+                  f"{'is' if len(random_) == 1 else 'are'} trained; the comparison "
                   f"needs at least {MIN_LABELLED}.", ""]
     else:
         median = statistics.median(r["noisy_acc"] for r in random_)
@@ -112,7 +113,7 @@ def main() -> None:
                 lines += [f"- {search}: not trained yet.", ""]
                 continue
             for what, acc in (("its top-1 by proxy", rows[0]["noisy_acc"]),
-                              (f"the best of its {len(rows)} trained finalists", max(r["noisy_acc"] for r in rows))):
+                              (f"the best of its {plural(len(rows), 'trained finalist')}", max(r["noisy_acc"] for r in rows))):
                 se = 100 * math.sqrt(acc / 100 * (1 - acc / 100) / n_test)
                 gap = acc - median
                 verdict = ("beats" if gap > 2 * se else "does not beat" if gap < -2 * se
