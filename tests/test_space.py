@@ -71,3 +71,18 @@ def test_unknown_space_lists_the_known_ones():
         get_space("deepnet")
     with pytest.raises(ValueError, match="expected the trial's user attributes"):
         DeepNetsSpace().rebuild({})
+
+
+@pytest.mark.parametrize("space", ["deepnets", "nb201"])
+def test_an_architecture_file_rebuilds_the_trial(tmp_path, space):
+    from nas import load_architecture
+    from nas.space import save_architecture
+
+    built = get_space(space)
+    trial = next(t for t in _study(built, 10).trials if t.state == optuna.trial.TrialState.COMPLETE)
+    path = save_architecture(tmp_path / "arch.json", space, trial.user_attrs, trial=trial.number)
+    model, same = load_architecture(path), built.rebuild(trial.user_attrs)
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [(k, v.shape) for k, v in same.state_dict().items()]
+    assert not list(tmp_path.glob("*.tmp"))  # written whole, then moved into place
+    with pytest.raises(ValueError, match="unknown search space 'custom'"):
+        save_architecture(tmp_path / "custom.json", "custom", trial.user_attrs)
