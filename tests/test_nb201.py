@@ -57,3 +57,21 @@ def test_labelled_set_loads_and_builds():
 def test_a_cell_without_a_path_is_a_clear_graph_error():
     with pytest.raises(GraphError):
         Graph.from_module(NB201Network(EMPTY))
+
+
+def test_cell_key_groups_strings_that_compute_the_same_function():
+    from ghn_core.nb201 import cell_key
+
+    conv = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|"
+    # Node 1's output is unused, so its op does not matter; a dead node 2 input is dropped.
+    assert cell_key(conv) == cell_key("|avg_pool_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|") == "zero"
+    chain = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_1x1~2|"
+    assert cell_key(chain) == "nor_conv_1x1(nor_conv_3x3(in))"
+    # skip_connect is the identity: routing the same conv through node 1 or node 2 is one cell.
+    assert cell_key("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|skip_connect~1|skip_connect~2|") == \
+        cell_key("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|skip_connect~1|none~2|")
+    # Summing two paths is not the same function as one of them.
+    assert cell_key("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|none~2|") != \
+        cell_key("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|nor_conv_3x3~1|none~2|")
+    # The shared CSV: 2,554 strings of the benchmark's 1,000 cells; this key is a little coarser.
+    assert len({cell_key(r.arch) for r in load_labelled(LABELS)}) == 924
