@@ -21,14 +21,19 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+import numpy as np
 from torch import nn
 
 from ghn_core.data import BatchLoader, get_dataset_info, load_split
 from ghn_core.utils import lookup, resolve_device, user_errors
 
-__all__ = ["SGDRecipe", "RECIPES", "train_sgd", "build_architecture", "read_labels", "main"]
+__all__ = ["SGDRecipe", "RECIPES", "PROPERTIES", "LabelledSet", "train_sgd", "build_architecture", "read_labelled",
+           "read_labels", "validate_architecture", "main"]
 
 log = logging.getLogger("nas.label")
+
+
+SCHEDULES = ("cosine", "onecycle")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,13 @@ class SGDRecipe:
     max_batches: int | None = None      # per epoch, for CPU budgets
     eval_batches: int | None = None     # test batches scored (None: the whole test set)
     converged_at: float = 90.0          # training accuracy (%) that counts as converged
+    schedule: str = "cosine"            # "cosine" (from lr to 0) or "onecycle" (warm-up to lr, then down)
+    resolution: int | None = None       # train and test images resized to this side (None: as stored)
+    width: int | None = None            # channels of the first stage (None: the space's own width)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
 
 
 RECIPES: dict[str, SGDRecipe] = {
@@ -52,7 +64,13 @@ RECIPES: dict[str, SGDRecipe] = {
 }
 
 
-def _accuracy(model: nn.Module, loader: BatchLoader, max_batches: int | None) -> float:
+def _resize(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
+    if resolution is None or resolution == x.shape[-1]:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _accuracy(model: nn.Module, loader: BatchLoader, max_batches: int | None, resolution: int | None = None) -> float:
     model.eval()
     correct = total = 0
     loader.set_epoch(0)
@@ -60,7 +78,7 @@ def _accuracy(model: nn.Module, loader: BatchLoader, max_batches: int | None) ->
         for b, (x, y) in enumerate(loader):
             if max_batches is not None and b >= max_batches:
                 break
-            correct += (model(x).argmax(1) == y).sum().item()
+            correct += (model(_resize(x, resolution)).argmax(1) == y).sum().item()
             total += len(y)
     return 100.0 * correct / total
 
@@ -92,7 +110,11 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
                         noise_sigma=get_dataset_info(dataset).noise_sigma)
     steps_per_epoch = min(len(train), recipe.max_batches or len(train))
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * steps_per_epoch)
+    total_steps = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=total_steps, pct_start=0.25)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps)
     curve, converged = [], None
     for epoch in range(recipe.epochs):
         model.train()
@@ -101,7 +123,7 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
         for b, (x, y) in enumerate(train):
             if b >= steps_per_epoch:
                 break
-            out = model(x)
+            out = model(_resize(x, recipe.resolution))
             loss = F.cross_entropy(out, y)
             if not torch.isfinite(loss):
                 raise ValueError(f"the loss became {loss.item()} in epoch {epoch + 1}: lower the learning rate")
@@ -115,42 +137,123 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
         curve.append(100.0 * correct / seen)
         if converged is None and curve[-1] >= recipe.converged_at:
             converged = epoch + 1
-    return {"clean_acc": _accuracy(model, test, recipe.eval_batches),
-            "noisy_acc": _accuracy(model, noisy, recipe.eval_batches),
-            "inference_ms": _inference_ms(model, test_set.images[:64].to(device).float() / 255),
+    sample = _resize(test_set.images[:64].to(device).float() / 255, recipe.resolution)
+    return {"clean_acc": _accuracy(model, test, recipe.eval_batches, recipe.resolution),
+            "noisy_acc": _accuracy(model, noisy, recipe.eval_batches, recipe.resolution),
+            "inference_ms": _inference_ms(model, sample),
             "epochs_to_converge": converged, "train_acc_curve": curve}
 
 
-def build_architecture(space: str, arch: str, num_classes: int = 10) -> nn.Module:
-    """The network of one architecture line: an NB201 string or a DeepNets-1M JSON record (built at C=32)."""
+def build_architecture(space: str, arch: str, num_classes: int = 10, width: int | None = None) -> nn.Module:
+    """The network of one architecture line: an NB201 string (16 channels by default) or a DeepNets-1M
+    JSON record (C=32 by default)."""
     if space == "nb201":
         from ghn_core.nb201 import NB201Network
 
-        return NB201Network(arch, num_classes)
+        return NB201Network(arch, num_classes, C=width or 16)
     from ghn_core.deepnets import Architecture, Network
 
-    return Network(Architecture.from_json(arch), 32, num_classes)
+    return Network(Architecture.from_json(arch), width or 32, num_classes)
+
+
+#: What each label property means; ``nas.predictors`` fits one regressor per property.
+PROPERTIES: dict[str, str] = {
+    "clean_acc": "test accuracy (%) after the label recipe's SGD",
+    "noisy_acc": "test accuracy (%) under Gaussian noise (CIFAR: sigma 0.08) after the label recipe's SGD",
+    "inference_ms": "inference time (ms) of a batch of 64 images on the labelling machine",
+    "epochs_to_converge": "epochs until training accuracy reached the recipe's threshold",
+    "cifar10_test_acc_200ep": "NAS-Bench-201: CIFAR-10 test accuracy (%) after 200 epochs",
+}
+_RECORD_FIELDS = ("arch", "space", "clean_acc", "noisy_acc", "recipe")
+
+
+@dataclass
+class LabelledSet:
+    """Architectures of one space with their labels, read from a NAS-Bench-201 CSV or nas.label lines.
+
+    ``properties`` maps a property of :data:`PROPERTIES` to one value per architecture (NaN where a
+    record has none, e.g. a net that never converged). ``recipe`` says how the labels were made.
+    """
+
+    space: str
+    archs: list[str]
+    properties: dict[str, np.ndarray]
+    recipe: dict[str, Any]
+    source: str
+
+
+def read_labelled(path: str | Path) -> LabelledSet:
+    """Read a labelled file, checking it whole first: every record complete, every architecture valid
+    for its space, one space and one recipe (labels of two recipes never mix silently)."""
+    from ghn_core.nb201 import load_labelled
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no labels at {path}: give a NAS-Bench-201 CSV or the JSON lines of python -m nas.label")
+    if path.suffix != ".jsonl":
+        rows = load_labelled(path)
+        for r in rows:
+            validate_architecture("nb201", r.arch, where=f"{path}")
+        return LabelledSet("nb201", [r.arch for r in rows],
+                           {"cifar10_test_acc_200ep": np.array([r.cifar10 for r in rows])},
+                           {"name": "NAS-Bench-201", "epochs": 200}, str(path))
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {n}: not JSON ({err.msg})") from None
+        missing = [f for f in _RECORD_FIELDS if f not in record]
+        if missing:
+            raise ValueError(f"{path}, line {n}: missing field(s) {', '.join(missing)} of a nas.label record")
+        validate_architecture(record["space"], record["arch"], where=f"{path}, line {n}")
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path} has no labelled architectures")
+    for field_, what in (("space", "spaces"), ("recipe", "recipes")):
+        values = {json.dumps(r[field_], sort_keys=True) for r in records}
+        if len(values) > 1:
+            raise ValueError(f"{path} mixes {len(values)} {what} ({'; '.join(sorted(values))}): "
+                             f"labels of one file must be comparable, split it")
+    properties = {name: np.array([np.nan if r.get(name) is None else float(r[name]) for r in records])
+                  for name in PROPERTIES if name in records[0]}
+    return LabelledSet(records[0]["space"], [r["arch"] for r in records], properties, records[0]["recipe"], str(path))
+
+
+def validate_architecture(space: str, arch: str, *, where: str) -> None:
+    """Raise ``ArchitectureError`` naming ``where`` if ``arch`` is no architecture of ``space``."""
+    from ghn_core.errors import ArchitectureError
+
+    try:
+        if space == "nb201":
+            from ghn_core.nb201 import parse_arch
+
+            parse_arch(arch)
+        elif space == "deepnets":
+            from ghn_core.deepnets import Architecture
+
+            Architecture.from_json(arch)
+        else:
+            raise ArchitectureError(f"unknown space {space!r}; known: deepnets, nb201")
+    except (ArchitectureError, ValueError, KeyError, TypeError) as err:
+        raise ArchitectureError(f"{where}: {err}") from None
 
 
 def read_labels(path: str, target: str) -> tuple[str, list[tuple[str, float]], str]:
-    """(space, [(architecture, label)], what the label is) from a NB201 CSV or nas.label JSON lines."""
-    from ghn_core.nb201 import load_labelled
-
-    if not str(path).endswith(".jsonl"):
+    """(space, [(architecture, label)], what the label is) of one property of a labelled file."""
+    labelled = read_labelled(path)
+    if labelled.space == "nb201" and "cifar10_test_acc_200ep" in labelled.properties:
         if target != "clean_acc":
             raise ValueError(f"{path}: a NAS-Bench-201 CSV holds clean accuracy only, not {target!r}")
-        return "nb201", [(r.arch, r.cifar10) for r in load_labelled(path)], "CIFAR-10 test accuracy (%), 200 epochs"
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no labels at {path}")
-    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    if not records:
-        raise ValueError(f"{path} has no labelled architectures")
-    spaces = {r.get("space") for r in records}
-    if len(spaces) != 1 or not {"arch", target} <= set(records[0]):
-        raise ValueError(f"{path}: expected nas.label records of one space with 'arch' and {target!r}")
-    recipe = records[0].get("recipe", {})
+        values = labelled.properties["cifar10_test_acc_200ep"]
+        return "nb201", list(zip(labelled.archs, values.tolist())), PROPERTIES["cifar10_test_acc_200ep"]
+    if target not in labelled.properties:
+        raise ValueError(f"{path}: expected nas.label records with {target!r}")
+    recipe = labelled.recipe
     what = f"{target} (%), SGD {recipe.get('epochs')} epoch(s) x {recipe.get('max_batches') or 'all'} batches"
-    return spaces.pop(), [(r["arch"], float(r[target])) for r in records], what
+    return labelled.space, list(zip(labelled.archs, labelled.properties[target].tolist())), what
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {"epochs": args.epochs, "max_batches": args.max_batches, "eval_batches": args.eval_batches}
         recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
         archs = [line.strip() for line in Path(args.archs).read_text().splitlines() if line.strip()][: args.limit]
+        for n, arch in enumerate(archs, start=1):  # every line checked before any training
+            validate_architecture(args.space, arch, where=f"{args.archs}, line {n}")
         out = Path(args.out)
         done = set()
         if out.exists():
@@ -182,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("%d architectures, %d already labelled in %s", len(archs), len(archs) - len(todo), out)
         for i, arch in enumerate(todo):
             start = time.perf_counter()
-            labels = train_sgd(build_architecture(args.space, arch), recipe, data_dir=args.data_dir, device=args.device,
+            labels = train_sgd(build_architecture(args.space, arch, width=recipe.width), recipe, data_dir=args.data_dir, device=args.device,
                                seed=args.seed)
             record = {"arch": arch, "space": args.space, **labels, "recipe": asdict(recipe), "seed": args.seed,
                       "train_time_s": round(time.perf_counter() - start, 1)}

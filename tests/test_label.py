@@ -1,13 +1,17 @@
 """SGD labels: a tiny budget trains and scores, the JSON-lines file resumes without duplicates."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
+import torch
 
 import nas.label as label
+from ghn_core.data import BatchLoader, load_split
 from ghn_core.nb201 import NB201Network
-from nas.label import SGDRecipe, main, train_sgd
+from nas.label import SGDRecipe, build_architecture, main, read_labelled, train_sgd
 
 TINY = SGDRecipe(epochs=2, max_batches=4, eval_batches=1, batch_size=32, converged_at=0.0)
 ARCHS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|",
@@ -15,10 +19,55 @@ ARCHS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~
 
 
 def test_train_sgd_reports_every_label(cifar_dir):
-    labels = train_sgd(NB201Network(ARCHS[0]), TINY, data_dir=str(cifar_dir), device="cpu")
-    assert 0.0 <= labels["clean_acc"] <= 100.0 and 0.0 <= labels["noisy_acc"] <= 100.0
+    model = NB201Network(ARCHS[0])
+    labels = train_sgd(model, TINY, data_dir=str(cifar_dir), device="cpu")
+    # The clean label is the trained model's accuracy on the recipe's test batch, recomputed here.
+    test = BatchLoader(load_split("cifar10", "test", data_dir=str(cifar_dir)), 256, shuffle=True, augment=False,
+                       device="cpu", seed=1111)
+    x, y = next(iter(test))
+    with torch.no_grad():
+        assert labels["clean_acc"] == pytest.approx(100.0 * (model.eval()(x).argmax(1) == y).float().mean().item())
     assert labels["inference_ms"] > 0 and len(labels["train_acc_curve"]) == 2
     assert labels["epochs_to_converge"] == 1  # converged_at=0: the first epoch counts
+    never = train_sgd(NB201Network(ARCHS[0]), dataclasses.replace(TINY, converged_at=100.5),
+                      data_dir=str(cifar_dir), device="cpu")
+    assert never["epochs_to_converge"] is None  # no training accuracy reaches 100.5%
+
+
+def test_recipe_resolution_width_and_schedule(cifar_dir):
+    model = build_architecture("nb201", ARCHS[0], width=8)
+    assert model.stem[0].out_channels == 8
+    seen = []
+    model.stem.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    train_sgd(model, dataclasses.replace(TINY, resolution=16, schedule="onecycle"), data_dir=str(cifar_dir),
+              device="cpu")
+    assert seen and set(seen) == {(16, 16)}  # training, test and timing images alike
+    with pytest.raises(ValueError, match="unknown schedule 'step'"):
+        SGDRecipe(schedule="step")
+
+
+def _record(arch: str, **changes) -> str:
+    record = {"arch": arch, "space": "nb201", "clean_acc": 50.0, "noisy_acc": 40.0, "inference_ms": 1.0,
+              "epochs_to_converge": None, "recipe": dataclasses.asdict(TINY), "seed": 0}
+    return json.dumps({k: v for k, v in {**record, **changes}.items() if v != "DROP"})
+
+
+def test_read_labelled_checks_the_whole_file(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(_record(a) for a in ARCHS) + "\n")
+    labelled = read_labelled(good)
+    assert labelled.space == "nb201" and labelled.archs == ARCHS and labelled.recipe == dataclasses.asdict(TINY)
+    assert labelled.properties["clean_acc"].tolist() == [50.0, 50.0]
+    assert np.isnan(labelled.properties["epochs_to_converge"]).all()  # never converged: no value
+    cases = {r"missing field\(s\) noisy_acc": [_record(ARCHS[0]), _record(ARCHS[1], noisy_acc="DROP")],
+             "line 1: node 1 .*'conv_9x9~0'": [_record("|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|")],
+             "mixes 2 recipes": [_record(ARCHS[0]), _record(ARCHS[1], recipe={"epochs": 50})],
+             "line 2: not JSON": [_record(ARCHS[0]), "{"]}
+    for message, lines in cases.items():
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text("\n".join(lines) + "\n")
+        with pytest.raises(ValueError, match=message):
+            read_labelled(bad)
 
 
 def test_label_command_appends_and_resumes(tmp_path, cifar_dir, monkeypatch):
