@@ -66,6 +66,8 @@ class Proxy:
     direction: str  # "maximize" or "minimize"
     fn: Callable[[nn.Module, ProxyContext], float]
     doc: str
+    unit: str       # short, for axis labels
+    meaning: str    # what one unit is, for reports ("{device}": where it was measured)
 
 
 def _predict(model: nn.Module, ctx: ProxyContext) -> nn.Module:
@@ -92,7 +94,8 @@ def ghn_accuracy(model: nn.Module, ctx: ProxyContext) -> float:
 
 
 def ghn_robustness(model: nn.Module, ctx: ProxyContext) -> float:
-    """The same under Gaussian noise (sigma 0.08 on CIFAR, added before normalisation)."""
+    """Accuracy (%) with GHN-predicted parameters on the validation images under Gaussian noise (sigma 0.08
+    on CIFAR, added before normalisation)."""
     return _accuracy(_predict(model, ctx), ctx.noisy_images, ctx)
 
 
@@ -203,17 +206,26 @@ def _regressed(label: str) -> Callable[[nn.Module, ProxyContext], float]:
 
 
 PROXIES: dict[str, Proxy] = {p.name: p for p in (
-    Proxy("ghn_accuracy", "maximize", ghn_accuracy, ghn_accuracy.__doc__),
-    Proxy("ghn_robustness", "maximize", ghn_robustness, ghn_robustness.__doc__),
-    Proxy("trainability", "maximize", trainability, trainability.__doc__),
-    Proxy("latency_b1", "minimize", latency_b1, latency_b1.__doc__),
-    Proxy("latency_b64", "minimize", latency_b64, latency_b64.__doc__),
-    Proxy("flops", "minimize", flops, flops.__doc__),
-    Proxy("params", "maximize", params, "Parameters (millions); as an accuracy baseline, more is better."),
-    Proxy("naswot", "maximize", naswot, naswot.__doc__),
-    Proxy("synflow", "maximize", synflow, synflow.__doc__),
-    *(Proxy(f"predicted_{label}", "maximize", fn, fn.__doc__)
-      for label, fn in (("clean_acc", _regressed("clean_acc")), ("noisy_acc", _regressed("noisy_acc")))),
+    Proxy("ghn_accuracy", "maximize", ghn_accuracy, ghn_accuracy.__doc__, "%",
+          "% of validation images, with GHN-predicted parameters"),
+    Proxy("ghn_robustness", "maximize", ghn_robustness, ghn_robustness.__doc__, "%",
+          "% of noisy validation images, with GHN-predicted parameters"),
+    Proxy("trainability", "maximize", trainability, trainability.__doc__, "fraction",
+          "fraction of the first loss lost in 5 SGD steps"),
+    Proxy("latency_b1", "minimize", latency_b1, latency_b1.__doc__, "ms",
+          "ms per image on {device}"),
+    Proxy("latency_b64", "minimize", latency_b64, latency_b64.__doc__, "ms",
+          "ms per batch of 64 on {device}"),
+    Proxy("flops", "minimize", flops, flops.__doc__, "MFLOPs",
+          "millions of FLOPs per image"),
+    Proxy("params", "maximize", params, "Parameters (millions); as an accuracy baseline, more is better.", "M",
+          "millions of parameters"),
+    Proxy("naswot", "maximize", naswot, naswot.__doc__, "log-det",
+          "log-determinant, no unit"),
+    Proxy("synflow", "maximize", synflow, synflow.__doc__, "score",
+          "sum of |theta * dR/dtheta|, no unit"),
+    *(Proxy(f"predicted_{label}", "maximize", fn, fn.__doc__, "%", f"% of {what}test images after SGD, as predicted")
+      for label, fn, what in (("clean_acc", _regressed("clean_acc"), ""), ("noisy_acc", _regressed("noisy_acc"), "noisy "))),
 )}
 
 

@@ -53,20 +53,8 @@ class Unit:
     long: str   # in the report's tables, e.g. "% of noisy validation images"; "{device}": where it was measured
 
 
-#: The unit of every proxy in nas.proxies.PROXIES (tests/test_result.py checks none is missing).
-UNITS: dict[str, Unit] = {
-    "ghn_accuracy": Unit("%", "% of validation images, with GHN-predicted parameters"),
-    "ghn_robustness": Unit("%", "% of noisy validation images, with GHN-predicted parameters"),
-    "trainability": Unit("fraction", "fraction of the first loss lost in 5 SGD steps"),
-    "latency_b1": Unit("ms", "ms per image on {device}"),
-    "latency_b64": Unit("ms", "ms per batch of 64 on {device}"),
-    "flops": Unit("MFLOPs", "millions of FLOPs per image"),
-    "params": Unit("M", "millions of parameters"),
-    "naswot": Unit("log-det", "log-determinant, no unit"),
-    "synflow": Unit("score", "sum of |theta * dR/dtheta|, no unit"),
-    "predicted_clean_acc": Unit("%", "% of test images after SGD, as predicted"),
-    "predicted_noisy_acc": Unit("%", "% of noisy test images after SGD, as predicted"),
-}
+#: The unit of every proxy, read from nas.proxies.PROXIES.
+UNITS: dict[str, Unit] = {name: Unit(p.unit, p.meaning) for name, p in PROXIES.items()}  # one place: nas.proxies
 
 
 def _direction(name: str) -> str:
