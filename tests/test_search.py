@@ -133,7 +133,8 @@ def test_labels_turn_robustness_into_a_fitted_regressor(tmp_path, ghn_ckpt, cifa
     rows = load_labelled(NB201_CSV)[:12]
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps({"arch": r.arch, "space": "nb201", "clean_acc": r.cifar10,
-                                          "noisy_acc": r.cifar10 - 5.0}) + "\n" for r in rows))
+                                          "noisy_acc": r.cifar10 - 5.0, "recipe": {"epochs": 200}}) + "\n"
+                              for r in rows))
     cfg = _cfg(tmp_path, ghn_ckpt, cifar_dir, objective=["robustness"], space="nb201", labels=str(labels),
                out=str(tmp_path / "run"))
     study = run_search(cfg, progress=False)
