@@ -2,6 +2,8 @@
 embeddings of another GHN."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
@@ -51,3 +53,66 @@ def test_bad_inputs():
         fit_predictor("ridge", np.zeros((3, 2)), np.zeros(3))
     with pytest.raises(ValueError, match="expected X of shape"):
         fit_predictor("ridge", np.zeros((20, 2)), np.zeros(19))
+
+
+def test_svr_rank_is_reproducible_from_its_seed_and_ranks_held_out_points():
+    X, y = _data(80, 2)
+    a = fit_predictor("svr-rank", X[:60], y[:60], seed=3)
+    b = fit_predictor("svr-rank", X[:60], y[:60], seed=3)
+    assert np.array_equal(a.predict(X[60:]), b.predict(X[60:]))
+    assert rank_correlations(a.predict(X[60:]), y[60:])["kendall"] > 0.5
+
+
+NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "labelled.csv"
+
+
+@pytest.fixture(scope="module")
+def nb201_sets(tmp_path_factory):
+    """Two small labelled NB201 files cut from the shared CSV: a fit set and a score set."""
+    from ghn_core.nb201 import cell_key
+
+    header, *rows = NB201_CSV.read_text().splitlines()
+    folder = tmp_path_factory.mktemp("nb201")
+    fit_rows, score_rows = rows[:40], rows[1000:1040]
+    assert not {cell_key(r.split(",")[0]) for r in fit_rows} <= {cell_key(r.split(",")[0]) for r in score_rows}
+    (folder / "fit.csv").write_text("\n".join([header, *fit_rows]) + "\n")
+    (folder / "score.csv").write_text("\n".join([header, *score_rows]) + "\n")
+    return folder / "fit.csv", folder / "score.csv"
+
+
+def test_fit_save_load_score_round_trip(nb201_sets, tmp_path):
+    from ghn_core import create_ghn, load_ghn
+    from nas.label import read_labelled
+    from nas.predictors import (PredictorError, fit_property, load_predictors, save_predictors,
+                                score_predictors)
+
+    ghn = load_ghn()
+    fit_set, score_set = (read_labelled(p) for p in nb201_sets)
+    fitted = fit_property(ghn, fit_set, "cifar10_test_acc_200ep", predictor="ridge", seed=0)
+    assert fitted.fitted_on["labels"] == str(nb201_sets[0]) and fitted.fitted_on["n"] == len(fitted.seen)
+    path = save_predictors([fitted], tmp_path / "p.joblib", ghn=ghn)
+    loaded = load_predictors(ghn, path)[("nb201", "cifar10_test_acc_200ep")]
+    table = score_predictors({("nb201", "cifar10_test_acc_200ep"): loaded}, ghn, score_set)
+    row = table["cifar10_test_acc_200ep"]
+    # Strings of a cell the predictor saw are left out of the score; the rest (with a graph) are scored.
+    assert row["n_seen"] == sum(a in fitted.seen for a in map(_key, score_set.archs))
+    assert 0 < row["n"] <= len(score_set.archs) - row["n_seen"]
+    with pytest.raises(PredictorError, match="fitted on embeddings of GHN .* but the GHN in use is"):
+        load_predictors(create_ghn("ghn2"), path)
+    with pytest.raises(PredictorError, match="no predictor for the properties"):
+        score_predictors({}, ghn, score_set)
+
+
+def _key(arch):
+    from ghn_core.nb201 import cell_key
+
+    return cell_key(arch)
+
+
+def test_shipped_predictors_load_with_the_shipped_ghn():
+    from ghn_core import load_ghn
+    from nas.predictors import load_predictors
+
+    shipped = load_predictors(load_ghn())
+    nb201 = shipped[("nb201", "cifar10_test_acc_200ep")]
+    assert nb201.predictor == "svr-rank" and nb201.fitted_on["n"] >= 500 and nb201.cv["kendall"] > 0.5
