@@ -5,9 +5,12 @@
     efficiency    accurate and fast: accuracy (max) and batch-1 latency (min), a Pareto study
     trainability  loss drop over a few SGD steps from the GHN's parameters           (maximize)
 
-Several names at once make one multi-objective study over the union of their proxies. With labelled
-architectures (``nas.search --labels``), accuracy and robustness are scored instead by a regressor
-of the SGD label they stand for, fitted on the GHN's graph embeddings (:data:`REGRESSED`).
+Several names at once make one multi-objective study over the union of their proxies; a proxy's name
+(``ghn_accuracy``, ``naswot``, ...) is an objective too. With labelled architectures (``nas.search
+--labels``), accuracy and robustness are scored instead by a regressor of the SGD label they stand
+for, fitted on the GHN's graph embeddings (:data:`REGRESSED`). Without labels, on a space whose
+property predictor ships beside the GHN (NAS-Bench-201 today), accuracy is scored by that predictor
+(:data:`SHIPPED`).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from ghn_core.utils import lookup
 
 from .proxies import PROXIES
 
-__all__ = ["Objective", "OBJECTIVES", "REGRESSED", "resolve_objectives"]
+__all__ = ["Objective", "OBJECTIVES", "REGRESSED", "SHIPPED", "resolve_objectives"]
 
 
 @dataclass(frozen=True)
@@ -39,18 +42,27 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
 # A GHN proxy -> the regressor of the SGD label it stands for (used when labels are given).
 REGRESSED = {"ghn_accuracy": "predicted_clean_acc", "ghn_robustness": "predicted_noisy_acc"}
 
+# Per space, a GHN proxy -> the property predictor shipped beside the GHN that replaces it by default.
+SHIPPED = {"nb201": {"ghn_accuracy": "predicted_cifar10_test_acc_200ep"}}
 
-def resolve_objectives(names: Sequence[str], *, regress: bool = False) -> tuple[list[str], list[str]]:
+
+def resolve_objectives(names: Sequence[str], *, regress: bool = False, space: str | None = None
+                       ) -> tuple[list[str], list[str]]:
     """Objective names -> (proxy names, Optuna directions), duplicates merged in order.
 
-    ``regress``: GHN accuracy proxies give way to label regressors (:data:`REGRESSED`).
+    ``regress``: GHN accuracy proxies give way to label regressors (:data:`REGRESSED`); else, on a
+    ``space`` with a shipped predictor, to that predictor (:data:`SHIPPED`). A proxy's own name is an
+    objective too, taken as it is (e.g. ``ghn_accuracy`` for the raw GHN proxy).
     """
     if not names:
         raise ValueError(f"expected at least one objective; known: {', '.join(OBJECTIVES)}")
     proxies: list[str] = []
     for name in names:
-        for proxy in lookup(OBJECTIVES, name, "objective").proxies:
-            proxy = REGRESSED.get(proxy, proxy) if regress else proxy
-            if proxy not in proxies:
-                proxies.append(proxy)
+        if name in PROXIES and name not in OBJECTIVES:
+            chosen = [name]
+        else:
+            substitute = REGRESSED if regress else SHIPPED.get(space, {})
+            chosen = [substitute.get(p, p) for p in lookup(OBJECTIVES, name, "objective",
+                                                            extra=f"; or a proxy: {', '.join(PROXIES)}").proxies]
+        proxies += [p for p in chosen if p not in proxies]
     return proxies, [PROXIES[p].direction for p in proxies]

@@ -197,8 +197,8 @@ def _regressed(label: str) -> Callable[[nn.Module, ProxyContext], float]:
         from .predictors import embedding_features
 
         if ctx.ghn is None or label not in ctx.predictors:
-            raise GhnNasError(f"predicted_{label} needs a GHN and a regressor fitted on {label} labels: "
-                              f"give nas.search --labels FILE (records of python -m nas.label)")
+            raise GhnNasError(f"predicted_{label} needs a GHN and a regressor of {label}: the predictors shipped "
+                              f"beside the GHN, or nas.search --labels FILE (records of python -m nas.label)")
         return float(ctx.predictors[label].predict(embedding_features(ctx.ghn, [model]))[0])
 
     predicted.__doc__ = f"{label} (%) after SGD, as an SVR on the GHN embedding fitted on labelled nets predicts it."
@@ -226,6 +226,9 @@ PROXIES: dict[str, Proxy] = {p.name: p for p in (
           "sum of |theta * dR/dtheta|, no unit"),
     *(Proxy(f"predicted_{label}", "maximize", fn, fn.__doc__, "%", f"% of {what}test images after SGD, as predicted")
       for label, fn, what in (("clean_acc", _regressed("clean_acc"), ""), ("noisy_acc", _regressed("noisy_acc"), "noisy "))),
+    Proxy("predicted_cifar10_test_acc_200ep", "maximize", _regressed("cifar10_test_acc_200ep"),
+          "NAS-Bench-201 CIFAR-10 test accuracy (%) after 200 epochs, as the predictor shipped beside the GHN "
+          "predicts it from the graph embedding.", "%", "% of CIFAR-10 test images after 200 epochs, as predicted"),
 )}
 
 

@@ -41,8 +41,8 @@ from ghn_core.utils import lookup, non_negative_int, positive_int, resolve_devic
 
 from .finalize import finalize
 from .label import SGDRecipe
-from .objectives import resolve_objectives
-from .predictors import fit_on_labels, load_predictor, save_predictor
+from .objectives import SHIPPED, resolve_objectives
+from .predictors import fit_on_labels, load_predictor, load_predictors, predictors_path, save_predictor
 from .proxies import ProxyContext, compute
 from .report import architecture_file, axis_label, plural, top_trials, write_report
 from .space import get_space
@@ -83,9 +83,12 @@ class SearchConfig:
         return Path(self.out) if self.out else Path("runs") / self.resolved_name()
 
     def proxies(self) -> tuple[list[str], list[str]]:
-        """(proxy names, directions) of the objectives; label regressors in place of GHN accuracy
-        proxies when ``labels`` is set."""
-        return resolve_objectives(self.objective, regress=self.labels is not None)
+        """(proxy names, directions) of the objectives: label regressors in place of GHN accuracy
+        proxies when ``labels`` is set, else the predictors shipped beside the GHN where they exist."""
+        # A GHN without predictors beside it (a user's own, not yet fitted) keeps the raw GHN proxies.
+        with_predictors = predictors_path(self.ghn).is_file()
+        return resolve_objectives(self.objective, regress=self.labels is not None,
+                                  space=self.space if with_predictors else None)
 
     def resolved_storage(self) -> str:
         """The storage URL: ``--storage``, else a file under studies/ (SQLite for one worker, a
@@ -168,7 +171,12 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
     labels_digest = hashlib.sha256(Path(cfg.labels).read_bytes()).hexdigest()[:16] if cfg.labels else None
     # Fitted before the storage is touched (bad labels: nothing written), saved once the study checks out.
     regressed = [p.removeprefix("predicted_") for p in proxies if p.startswith("predicted_")]
-    predictors = {label: fit_on_labels(ghn, cfg.labels, label, space=cfg.space, seed=cfg.seed) for label in regressed}
+    shipped = _shipped_predictors(cfg, ghn, regressed)  # the ones beside the GHN (checked against it)
+    if cfg.space in SHIPPED and not predictors_path(cfg.ghn).is_file() and cfg.labels is None:
+        log.info("no predictors beside %s: GHN proxies score the objectives (fit them: python -m nas.predictors fit)",
+                 cfg.ghn)
+    predictors = {label: fit_on_labels(ghn, cfg.labels, label, space=cfg.space, seed=cfg.seed) for label in regressed
+                  if label not in shipped}
     # The image data too (a missing or empty --data-dir), and only then the storage.
     ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
     url = cfg.resolved_storage()
@@ -182,6 +190,9 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
         raise GhnNasError(mask_url(f"cannot open the study storage {url!r}: {type(err).__name__}: {err}", url)) from None
     attrs = {"objective": cfg.objective, "proxies": proxies, "space": cfg.space, "seed": cfg.seed, "ghn_hash": ghn_hash,
              "sampler": cfg.sampler, "labels": labels_digest}
+    if shipped:  # which predictors scored the study: a continued study must use the same file
+        path = predictors_path(cfg.ghn)
+        attrs["shipped_predictors"] = {"path": str(path), "sha256": _sha256(path), "properties": shipped}
     for key, value in attrs.items():
         if key in study.user_attrs and study.user_attrs[key] != value:
             raise GhnNasError(f"study {cfg.resolved_name()!r} was run with {key}={study.user_attrs[key]!r}, "
@@ -199,6 +210,24 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # metric names: stable in use
             study.set_metric_names(proxies)
     return study, ctx
+
+
+def _shipped_predictors(cfg: SearchConfig, ghn, labels: Sequence[str]) -> list[str]:
+    """The labels among ``labels`` that the predictors shipped beside the GHN score on ``cfg.space``
+    (without --labels); loading them checks they were fitted on this GHN's embeddings."""
+    wanted = [label for label in labels if f"predicted_{label}" in SHIPPED.get(cfg.space, {}).values()]
+    if wanted and cfg.labels is None:
+        bundle = load_predictors(ghn, predictors_path(cfg.ghn))
+        missing = [label for label in wanted if (cfg.space, label) not in bundle]
+        if missing:
+            raise GhnNasError(f"the predictors beside the GHN have no {cfg.space} {', '.join(missing)}: fit them with "
+                              f"python -m nas.predictors fit, or search on the raw proxy (--objective ghn_accuracy)")
+        return wanted
+    return []
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
@@ -227,6 +256,10 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
     ghn_hash = state_hash(ghn.state_dict())  # a saved regressor must come from this GHN's embeddings
     ctx.predictors = {label: load_predictor(path, ghn_hash=ghn_hash, n_features=ghn.config.hid)
                       for label, path in study.user_attrs.get("predictors", {}).items()}
+    if "shipped_predictors" in study.user_attrs:
+        bundle = load_predictors(ghn, study.user_attrs["shipped_predictors"]["path"])
+        ctx.predictors.update({label: bundle[(cfg.space, label)]
+                               for label in study.user_attrs["shipped_predictors"]["properties"]})
     objective = make_objective(get_space(cfg.space), proxies, ctx)
     bar = tqdm(total=cfg.trials, initial=done, desc=f"study {cfg.resolved_name()}", unit="trial",
                disable=not progress)
@@ -313,8 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = SearchConfig()
     parser.add_argument("--objective", nargs="+", default=defaults.objective,
-                        help="accuracy, robustness, efficiency, trainability (several: multi-objective) "
-                             "(default: %(default)s)")
+                        help="accuracy, robustness, efficiency, trainability, or a proxy's name (several: "
+                             "multi-objective; on nb201, accuracy is scored by the predictor shipped beside the GHN, "
+                             "ghn_accuracy is the raw GHN proxy) (default: %(default)s)")
     parser.add_argument("--space", default=defaults.space, help="deepnets or nb201 (default: %(default)s)")
     parser.add_argument("--trials", type=positive_int, default=defaults.trials,
                         help="complete trials the study should have; a rerun continues up to this (default: %(default)s)")

@@ -123,6 +123,25 @@ def test_a_net_whose_output_ignores_its_input_is_pruned_and_replaced(tmp_path, g
 NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "labelled.csv"
 
 
+def test_nb201_accuracy_is_scored_by_the_shipped_predictor_without_labels(tmp_path, cifar_dir):
+    from ghn_core import load_ghn
+    from nas.predictors import embedding_features, load_predictors
+    from nas.space import get_space
+
+    cfg = _cfg(tmp_path, None, cifar_dir, objective=["accuracy"], space="nb201", top_k=0, out=str(tmp_path / "run"))
+    study = run_search(cfg, progress=False)
+    assert study.user_attrs["proxies"] == ["predicted_cifar10_test_acc_200ep"]
+    assert study.user_attrs["shipped_predictors"]["properties"] == ["cifar10_test_acc_200ep"]
+    ghn = load_ghn()
+    predictor = load_predictors(ghn)[("nb201", "cifar10_test_acc_200ep")]
+    for t in study.trials:  # every trial's value is the shipped predictor's, on the rebuilt net
+        net = get_space("nb201").rebuild(t.user_attrs)
+        assert t.value == pytest.approx(float(predictor.predict(embedding_features(ghn, [net]))[0]))
+    # The raw GHN proxy stays available by name.
+    raw = _cfg(tmp_path, None, cifar_dir, objective=["ghn_accuracy"], space="nb201", study_name="raw")
+    assert raw.proxies() == (["ghn_accuracy"], ["maximize"])
+
+
 def test_labels_turn_robustness_into_a_fitted_regressor(tmp_path, ghn_ckpt, cifar_dir):
     """--labels: the robustness objective is an SVR on GHN embeddings, saved with the study."""
     from ghn_core import load_ghn
