@@ -238,7 +238,7 @@ def labelled_features(ghn: GHN2, space: str, archs: Sequence[str]) -> tuple[np.n
     graphs, ok = [], np.zeros(len(archs), dtype=bool)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GraphWarning)
-        for i, arch in enumerate(tqdm(archs, desc="graphs", unit="net", disable=len(archs) < 50)):
+        for i, arch in enumerate(tqdm(archs, desc="graphs", unit="net", disable=None if len(archs) >= 50 else True)):
             try:
                 graphs += ghn.graphs([build_architecture(space, arch)])
                 ok[i] = True
