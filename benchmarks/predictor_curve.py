@@ -36,8 +36,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--predictors", nargs="+", default=["svr", "svr-rank"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--plot-only", action="store_true", help="redraw curve.png from curve.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.plot_only:
+        saved = json.loads((HERE / "curve.json").read_text())
+        summary = {p: {int(n): v for n, v in by_n.items()} for p, by_n in saved["summary"].items()}
+        _plot(summary, argparse.Namespace(**saved["args"]), HERE / "curve.png")
+        return
 
     labelled = read_labelled(args.csv)
     rows = distinct_rows(labelled)
@@ -95,6 +101,8 @@ def _plot(summary: dict, args: argparse.Namespace, path: Path) -> None:
                     marker="o", capsize=3, label=name)
     ax.axhline(0.77, color="grey", ls="--", lw=1, label="FlowerFormer, 156 cells (0.77)")
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("labelled NB201 cells the predictor is fitted on")
     ax.set_ylabel("Kendall tau on every other cell")
     ax.set_title(f"NB201: predictors vs labelled cells (mean ± sd, {args.seeds} seeds)")
