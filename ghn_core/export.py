@@ -141,12 +141,12 @@ GHN-2 ({card.variant}, {card.ghn_params:,} parameters, decoder block {card.max_s
 
 - Data: DeepNets-1M train split ({t.get('train_nets')} generated nets), {card.dataset} training images
   ({held_out:,} held out for validation).
-- Recipe: `python -m ghn_core.train --preset {'cpu-small' if cfg.get('width_scale') == 0.5 else 'custom'}`:
+- Recipe: `python -m ghn_core.train --preset {_preset(cfg)}`:
   Adam lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, meta-batch {cfg.get('meta_batch')} nets,
   {cfg.get('batch_size')} images per step, widths drawn by the paper's rule times {cfg.get('width_scale')},
   at most {cfg.get('max_nodes')} graph nodes per meta-batch, gradient clip {cfg.get('grad_clip')}, seed {cfg.get('seed')}.
-- Budget: {t.get('steps')} steps in total, {hours:.1f} h of training wall time on {t.get('device')} (one thread
-  of a 2-core machine with no GPU). The paper trains for about 210,000 steps (300 epochs) on a GPU.
+- Budget: {t.get('steps')} steps in total, {hours:.1f} h of training wall time on {t.get('device')}.
+  The paper trains for about 210,000 steps (300 epochs) on a GPU.
 
 ## What it measures
 
@@ -155,7 +155,7 @@ initialisation, scored the same way.
 
 | nets | this GHN | random init | published GHN-2 (300 epochs, full test set) |
 |---|---|---|---|
-| DeepNets-1M test, first {test['nets']} nets | {test['mean']:.2f} +- {test['stderr']:.2f} % | {rand['mean']:.2f} +- {rand['stderr']:.2f} % | {pub('deepnets_test_mean')} |
+| DeepNets-1M test, first {test['nets']} nets | {_mean_pm(test)} | {_mean_pm(rand)} | {pub('deepnets_test_mean')} |
 | ResNet-50 (CIFAR stem) | {e['resnet50']:.2f} % | {e['resnet50_random_init']:.2f} % | {pub('resnet50')} |
 | ViT (12 cells, C=128) | {e['vit']:.2f} % | {e['vit_random_init']:.2f} % | {pub('vit')} |
 
@@ -163,6 +163,24 @@ At this budget the GHN is far from the published one. Training continues by resu
 file: `python -m ghn_core.train --preset cpu-small --init ghn_core/checkpoints/{card.name}.pt`
 (or the paper's recipe on a GPU), then exporting again.
 """
+
+
+def _mean_pm(r: dict) -> str:
+    """"mean +- standard error %"; one net has no standard error (stored as None)."""
+    return f"{r['mean']:.2f} +- {r['stderr']:.2f} %" if r["stderr"] is not None else f"{r['mean']:.2f} % (one net)"
+
+
+def _preset(cfg: dict) -> str:
+    """The most specific preset whose values the training config holds ("paper" holds none of its own)."""
+    from .train import PRESETS
+
+    def same(a, b) -> bool:
+        return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    for name, values in sorted(PRESETS.items(), key=lambda kv: -len(kv[1])):
+        if all(k in cfg and same(cfg[k], v) for k, v in values.items()):
+            return name
+    return "paper"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -124,3 +124,15 @@ def test_export_of_a_cifar10_run_keeps_the_shipped_names(tmp_path, fake_evaluati
 def test_export_refuses_a_ghn_whose_classes_do_not_match_its_data(tmp_path, fake_evaluation):
     with pytest.raises(ValueError, match="predicts 10 classes, but it was trained on cifar100"):
         export_mod.export(_run_checkpoint(tmp_path / "last.pt", "cifar100", 10), tmp_path / "out")
+
+
+def test_a_card_scored_on_one_net_and_the_preset_it_names(tmp_path, fake_evaluation, monkeypatch):
+    monkeypatch.setattr(export_mod, "load_eval_nets", lambda split, **kw: [("test/0", None)] if split == "test"
+                        else [("resnet50", None), ("vit", None)])
+    ckpt = _run_checkpoint(tmp_path / "last.pt", "cifar10", 10)
+    export_mod.export(ckpt, tmp_path / "out", test_nets=1)
+    text = (tmp_path / "out" / "MODEL_CARD.md").read_text()
+    assert "| DeepNets-1M test, first 1 nets | 1.00 % (one net) | 2.00 % (one net) |" in text  # no standard error
+    assert "--preset paper`" in text  # the run's config holds no preset's values: the paper's recipe
+    assert export_mod._preset({"batch_size": 32, "width_scale": 0.5, "max_nodes": 1600, "epochs": 10,
+                               "milestones": [7, 9], "eval_nets": 10, "eval_batches": 2, "lr": 1e-3}) == "cpu-small"
