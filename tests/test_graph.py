@@ -127,7 +127,8 @@ def test_grouped_and_dilated_convs_map_as_in_the_reference():
 
 
 class TinyAttention(nn.Module):
-    """Hand-written attention: softmax over q @ k^T, then @ v, with a layer-scaled residual."""
+    """Hand-written attention: softmax over q @ k^T, then @ v, with a residual branch raised to a learned
+    power: a direct use of ``gamma`` that fits no kind by use (``gamma * branch`` would be a layer scale)."""
 
     def __init__(self, d=16):
         super().__init__()
@@ -138,7 +139,7 @@ class TinyAttention(nn.Module):
     def forward(self, x):                                     # (B, T, d)
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         attn = (q @ k.transpose(-2, -1) / 4).softmax(dim=-1)
-        return x + self.gamma * self.proj(attn @ v)
+        return x + self.proj(attn @ v) ** self.gamma
 
 
 class TokenNet(nn.Module):

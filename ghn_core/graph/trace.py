@@ -19,7 +19,10 @@ A parameter that reaches any other function is *used directly* (``x + self.pos_e
 module owning it is looked up in the module table (:func:`~ghn_core.graph.vocab.module_param_kind`).
 A ``source`` kind (pos_enc, cls_token, rel_pos_bias) becomes a node without incoming edges;
 any other kind is placed inline, fed by the data it first meets (``self.layer_scale * y``). A
-parameter of an unknown module type is reported by name.
+parameter of an unknown module type is followed through functions of itself alone (``expand``,
+slicing, ``exp``) to where it meets data, and classified there by the function and the shapes
+(:func:`~ghn_core.graph.vocab.raw_param_kind`: positional embedding, class token, layer scale); one
+whose uses fit none of these is reported by name.
 
 Tensors that derive from neither the input nor a parameter (buffers such as Swin-V2's relative
 coordinate table, constants made inside forward) are treated as coming from the input node.
@@ -43,7 +46,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import DisconnectedGraphError, GraphError, UnsupportedModuleError
-from .vocab import CONV_KINDS, FUNCTION_OPS, SOURCE_KINDS, check_overrides, module_param_kind
+from .vocab import CONV_KINDS, FUNCTION_OPS, SOURCE_KINDS, check_overrides, module_param_kind, raw_param_kind
 
 __all__ = ["RawGraph", "trace_module", "canonical_shape", "GraphWarning"]
 
@@ -147,7 +150,7 @@ class _Tracer(TorchFunctionMode):
         self.alive: list[torch.Tensor] = []   # keeps ids in ``info`` from being reused
         self.pending: set[int] = set()       # inline parameter nodes not yet fed by data
         self.alias: dict[int, torch.Tensor] = {}  # tensor computed from one parameter alone -> that parameter
-        self.unsupported: dict[str, str] = {}
+        self.raw: dict[str, str] = {}       # parameters of unknown module types seen -> owner type
 
     # -- bookkeeping --
     def new_node(self, kind: str, shape=(0, 0, 0, 0), name: str = "", bias_name: str = "") -> int:
@@ -201,19 +204,52 @@ class _Tracer(TorchFunctionMode):
                 self.edges.add((0, p))
             self.edges.add((p, node))
 
+    @property
+    def unsupported(self) -> dict[str, str]:
+        """Parameters of unknown module types whose uses got no node -> owner module type."""
+        noded = {*self.names, *self.bias_names}
+        return {n: t for n, t in self.raw.items() if n not in noded}
+
     def direct_use(self, t: torch.Tensor) -> tuple[frozenset, int]:
-        """A parameter reaching a function other than its layer's: a node of its module's kind."""
+        """A parameter reaching a function other than its layer's: a node of its module's kind.
+
+        A module type without a kind gives no node here: the parameter is followed (see
+        :meth:`note_alias`) to where it meets data, and :meth:`classify_raw` decides there."""
         name = self.param_names[id(t)]
         owner_path, _, attr = name.rpartition(".")
         owner = self.modules[owner_path]
         kind = module_param_kind(owner, attr, self.overrides)
         if kind is None:
-            self.unsupported.setdefault(name, f"{type(owner).__module__}.{type(owner).__qualname__}")
+            self.raw.setdefault(name, f"{type(owner).__module__}.{type(owner).__qualname__}")
             return _NO_INFO
+        return self.param_node(t, kind, name)
+
+    def param_node(self, t: torch.Tensor, kind: str, name: str) -> tuple[frozenset, int]:
         node = self.new_node(kind, canonical_shape(t.shape), name)
         if kind not in SOURCE_KINDS:
             self.pending.add(node)
         return frozenset((node,)), 0
+
+    def classify_raw(self, use: str, tensors: Sequence[torch.Tensor], out: Any,
+                     dim: int | None = None) -> list[tuple[frozenset, int]]:
+        """Infos of ``tensors`` meeting in a function of kind ``use``; a tensor that stands for a
+        parameter of an unknown module type gets a node when the use fits one (``raw_param_kind``)."""
+        infos = [self.tensor_info(t) for t in tensors]
+        data = next((t for t, (p, _) in zip(tensors, infos) if p), None)
+        y = _tensors_out(out)
+        if data is None or not y:
+            return infos
+        for i, t in enumerate(tensors):
+            p = self.param_of(t)
+            if p is None or infos[i][0]:
+                continue
+            name = self.param_names[id(p)]
+            if name not in self.raw:
+                continue
+            kind = raw_param_kind(use, tuple(t.shape), tuple(data.shape), tuple(y[0].shape), dim)
+            if kind is not None:
+                infos[i] = self.param_node(p, kind, name)
+        return infos
 
     def meet(self, infos: Sequence[tuple[frozenset, int]]) -> tuple[frozenset, int] | None:
         """Place pending inline parameter nodes that meet data; None when there are none."""
@@ -289,6 +325,8 @@ class _Tracer(TorchFunctionMode):
         out = x.detach() if self.fast else func(*args, **kwargs)
         infos = self.gather((x,))
         self.set_info(out, self.meet(infos) or infos[0])
+        if not infos[0][0]:
+            self.note_alias(out, (x,), {})
         return out
 
     def layer(self, out, x, w, b, kind: str) -> Any:
@@ -391,7 +429,7 @@ class _Tracer(TorchFunctionMode):
         self._free_node(out, kind, infos)
         return out
 
-    def _merge(self, out, kind: str, infos):
+    def _merge(self, out, kind: str, infos, tensors: Sequence[torch.Tensor]):
         met = self.meet(infos)
         if met is not None:
             self.set_info(out, met)
@@ -401,16 +439,21 @@ class _Tracer(TorchFunctionMode):
             self._free_node(out, kind, infos, keep_flags=FROM_INPUT | QK | PROBS)
         elif infos:
             self.set_info(out, self.union(infos))
+            if not provs:
+                self.note_alias(out, tuple(tensors), {})
         return out
 
     def op_merge(self, func, kind, args, kwargs):
         out = func(*args, **kwargs)
-        return self._merge(out, kind, self.gather(args, kwargs))
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        return self._merge(out, kind, self.classify_raw(kind, tensors, out), tensors)
 
     def op_cat(self, func, kind, args, kwargs):
         out = func(*args, **kwargs)
-        tensors = _arg(args, kwargs, 0, "tensors", ())
-        return self._merge(out, kind, self.gather((tensors,)))
+        tensors = [t for t in _arg(args, kwargs, 0, "tensors", ()) if isinstance(t, torch.Tensor)]
+        dim = _arg(args, kwargs, 1, "dim", 0)
+        dim = dim if isinstance(dim, int) else None     # a named dimension: no class token
+        return self._merge(out, kind, self.classify_raw(kind, tensors, out, dim), tensors)
 
     def op_softmax(self, func, kind, args, kwargs):
         x = _arg(args, kwargs, 0, "input")
@@ -620,8 +663,9 @@ def _finish(model: nn.Module, tracer: _Tracer, out: Any, strict: bool) -> RawGra
     prov, flags = tracer.info.get(id(y), _NO_INFO)
     if not flags & FROM_INPUT:
         raise DisconnectedGraphError(f"the output of {type(model).__name__} does not depend on its input")
-    if strict and tracer.unsupported:
-        listing = "; ".join(f"{n} (used directly by {t})" for n, t in tracer.unsupported.items())
+    unsupported = tracer.unsupported
+    if strict and unsupported:
+        listing = "; ".join(f"{n} (used directly by {t})" for n, t in unsupported.items())
         raise UnsupportedModuleError(
             f"no node kind for parameters: {listing}. Give their module type one with "
             f"ghn_core.graph.register_module(ModuleType, kind) or Graph.from_module(..., module_kinds=...)")
@@ -695,13 +739,14 @@ def _finish(model: nn.Module, tracer: _Tracer, out: Any, strict: bool) -> RawGra
     for name, _ in model.named_parameters():
         if name in covered:
             continue
-        if name in tracer.unsupported:
-            t = tracer.unsupported[name]
-            skipped[name] = (f"used directly in forward by {t}, which has no node kind "
+        if name in unsupported:
+            t = unsupported[name]
+            skipped[name] = (f"used directly in forward by {t}, which has no node kind, in a way that fits "
+                             f"none of positional embedding, class token, layer scale "
                              f"(register_module({t.rsplit('.', 1)[-1]}, kind) gives it one)")
         elif name in traced:
             skipped[name] = "does not influence the output"
         else:
             skipped[name] = "not used in forward (traced in eval mode)"
-    return RawGraph(kinds, shapes, names, bias_names, edge_index, is_cls, skipped, dict(tracer.unsupported),
+    return RawGraph(kinds, shapes, names, bias_names, edge_index, is_cls, skipped, unsupported,
                     tuple(y.shape))

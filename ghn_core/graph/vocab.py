@@ -26,14 +26,17 @@ id    name          params   what produces it
 10    bias          bias     a conv/linear bias, its own node right after its weight
 11    bn            w + b    batch norm: one node predicts weight (node_name) and bias (node_bias_name)
 12    ln            w + b    layer norm (incl. torchvision's LayerNorm2d) and RMS norm
-13    pos_enc       weight   additive positional embedding (DeepNets PosEnc, ViT pos_embedding);
-                             a source node (no incoming edge), joined to the data by a ``sum`` node
+13    pos_enc       weight   additive positional embedding (DeepNets PosEnc, ViT pos_embedding, any
+                             parameter added to tokens/features of its trailing shape); a source
+                             node (no incoming edge), joined to the data by a ``sum`` node
 14    glob_avg      no       global average pooling: adaptive avg pool to 1x1, mean over H, W (or
                              over the tokens of a (B, T, C) tensor)
-15    cls_token     weight   extension. a learned token concatenated to the data (ViT class_token);
-                             a source node joined by a ``concat`` node
+15    cls_token     weight   extension. a learned token concatenated to the data (ViT class_token,
+                             any parameter concatenated to tokens); a source node joined by a
+                             ``concat`` node
 16    layer_scale   weight   extension. a learned elementwise scale applied inline (ConvNeXt
-                             layer_scale, Swin-V2 attention logit_scale)
+                             layer_scale, Swin-V2 attention logit_scale, any parameter multiplied
+                             channel- or element-wise with features)
 17    rel_pos_bias  weight   extension. a relative-position bias table indexed into attention logits
                              (Swin, MaxViT); a source node joined by a ``sum`` node
 18    gn            w + b    extension. group and instance norm (one node for weight and bias)
@@ -52,15 +55,22 @@ Nodes are classified in exactly two ways, both declared here:
   hand-written layer that calls the same functions is understood too.
 * :data:`MODULE_KINDS` (built in) plus :func:`register_module` (yours): a module type -> the node
   kind of the parameters it uses *directly* in ``forward`` (``x + self.pos_embedding``,
-  ``self.layer_scale * y``, ``self.table[index]``). A parameter used directly by a module type that
-  is in neither table is reported by name, never silently dropped.
+  ``self.layer_scale * y``, ``self.table[index]``).
+
+A parameter used directly by a module type that is in neither table is classified by its use, in
+:data:`RAW_PARAM_USES` (:func:`raw_param_kind`): the kind of the torch function where it first meets
+data (a tensor of the graph) and the shapes involved. Added to a token or feature tensor of the same
+trailing shape: ``pos_enc``; concatenated to tokens along the token dimension: ``cls_token``;
+multiplied channel-wise or element-wise without changing the data's shape: ``layer_scale``. A
+parameter whose use fits none of these (an exponent, a matmul, a scalar factor, ...) is reported by
+name, never silently dropped.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +82,8 @@ from ..utils import lookup
 __all__ = [
     "NodeType", "NODE_TYPES", "OP_NAMES", "OP_INDEX", "NUM_GHN2_OPS", "SOURCE_KINDS", "PARAM_KINDS",
     "CONV_KINDS", "NORM_KINDS", "op_index", "FunctionOp", "FUNCTION_OPS", "MODULE_KINDS",
-    "register_module", "registered_modules", "module_param_kind",
+    "register_module", "registered_modules", "module_param_kind", "RawParamUse", "RAW_PARAM_USES",
+    "raw_param_kind",
 ]
 
 
@@ -277,3 +288,61 @@ def check_overrides(overrides) -> dict:
             raise GraphError(f"module_kinds: expected nn.Module subclasses as keys, got {t!r} instead")
         out[t] = _check_kinds(kind, f"module_kinds[{t.__name__}]")
     return out
+
+
+# -- parameters of unregistered modules, classified by their use ------------------------------------
+
+def _added_positional(param: tuple[int, ...], data: tuple[int, ...], out: tuple[int, ...], dim: int | None) -> bool:
+    """(1, T, D) + (B, T, D), (T, D) + (B, T, D), (1, C, H, W) + (B, C, H, W): the parameter covers
+    every non-batch dimension of a token or feature tensor, which keeps its shape."""
+    n = len(data) - 1
+    return len(data) >= 3 and tuple(out) == tuple(data) and len(param) >= n and tuple(param[-n:]) == tuple(data[1:])
+
+
+def _concatenated_token(param: tuple[int, ...], data: tuple[int, ...], out: tuple[int, ...], dim: int | None) -> bool:
+    """cat([(B, k, D), (B, T, D)], dim=1): learned tokens joined to a (B, T, D) token tensor."""
+    return (len(data) == 3 and len(param) == 3 and len(out) == 3 and dim is not None and dim % 3 == 1
+            and param[2] == data[2])
+
+
+def _scaled(param: tuple[int, ...], data: tuple[int, ...], out: tuple[int, ...], dim: int | None) -> bool:
+    """(D,) * (B, T, D), (C, 1, 1) * (B, C, H, W), (T, D) * (B, T, D): a factor per channel or per
+    element that broadcasts into the data without changing its shape (a scalar is neither)."""
+    if tuple(out) != tuple(data) or not 1 <= len(param) <= len(data) or all(p == 1 for p in param):
+        return False
+    return all(p in (1, d) for p, d in zip(reversed(param), reversed(data)))
+
+
+@dataclass(frozen=True)
+class RawParamUse:
+    """How a parameter of an unregistered module is recognised: where it meets data (``use``, the
+    :data:`FUNCTION_OPS` kind of the function), the shapes that must fit (``fits(param, data, out,
+    dim)``, shapes as the tensors have them at that call), and the node ``kind`` it then gets."""
+
+    use: str
+    kind: str
+    fits: Callable[[tuple, tuple, tuple, "int | None"], bool]
+    doc: str
+
+
+RAW_PARAM_USES: Mapping[str, RawParamUse] = MappingProxyType({u.use: u for u in (
+    RawParamUse("sum", "pos_enc", _added_positional,
+                "added to a token/feature tensor of the same trailing shape (positional embedding)"),
+    RawParamUse("concat", "cls_token", _concatenated_token,
+                "concatenated to (B, T, D) tokens along the token dimension (class token)"),
+    RawParamUse("cse", "layer_scale", _scaled,
+                "multiplied channel-wise or element-wise with a feature tensor (layer scale)"),
+)})
+
+
+def raw_param_kind(use: str, param: tuple[int, ...], data: tuple[int, ...], out: tuple[int, ...], dim: int | None = None) -> str | None:
+    """Node kind of a parameter of an unregistered module that meets data in a function of
+    :data:`FUNCTION_OPS` kind ``use``, or None when the use fits no entry of :data:`RAW_PARAM_USES`.
+
+    ``param``, ``data`` and ``out``: the shapes of the parameter as it meets the data (after any
+    ``expand``/slicing), of the data tensor and of the result; ``dim``: the concatenation dimension.
+    """
+    rule = RAW_PARAM_USES.get(use)
+    if rule is None or not rule.fits(tuple(param), tuple(data), tuple(out), dim):
+        return None
+    return rule.kind
