@@ -112,3 +112,21 @@ def test_shipped_ghn_predicts_every_parameter_of_the_vit_like_model():
         load_ghn().predict(model)
     unchanged = [k for k, v in model.named_parameters() if torch.equal(v, before[k])]
     assert unchanged == []
+
+
+def test_feature_map_uses_and_a_weight_through_a_transpose():
+    class ConvNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.pe = nn.Parameter(torch.zeros(1, 8, 16, 16))
+            self.scale = nn.Parameter(torch.ones(8))
+            self.w = nn.Parameter(torch.randn(8, 10))
+
+        def forward(self, x):                                # (B, 3, 16, 16)
+            x = (self.conv(x) + self.pe) * self.scale.view(1, -1, 1, 1)
+            return torch.nn.functional.linear(x.mean((2, 3)), self.w.t())
+
+    g = Graph.from_module(ConvNet(), (1, 3, 16, 16), strict=True)
+    assert g.op_names == ["input", "conv", "bias", "pos_enc", "sum", "layer_scale", "glob_avg", "conv"]
+    assert g.node_name[-1] == "w" and g.skipped == {}
