@@ -14,7 +14,9 @@ import argparse
 import json
 import logging
 import math
+import statistics
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -25,11 +27,12 @@ from tqdm.auto import tqdm
 
 from .data import BatchLoader, load_split
 from .deepnets import DeepNets1M, generate_split, get_split, predefined_nets
+from .deepnets.store import store_path
 from .errors import GraphError
 from .model import GHN2, use_batch_statistics
 from .utils import resolve_device, user_errors
 
-__all__ = ["EvalResult", "accuracy", "eval_loader", "evaluate_nets", "evaluate_store", "load_eval_nets", "main"]
+__all__ = ["EvalResult", "accuracy", "latency_ms", "eval_loader", "evaluate_nets", "evaluate_store", "load_eval_nets", "main"]
 
 log = logging.getLogger("ghn_core.evaluate")
 
@@ -60,19 +63,52 @@ class EvalResult:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_batches: int | None = None) -> float:
-    """Top-1 accuracy (percent) of ``model`` over the batches, BatchNorm on batch statistics."""
-    use_batch_statistics(model)
+def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_batches: int | None = None,
+             *, batch_statistics: bool = True, channels_last: bool = True) -> float:
+    """Top-1 accuracy (percent) of ``model`` (in eval mode) over the (x, y) batches.
+
+    The one accuracy loop of ghn-nas: GHN evaluation, the GHN proxies and SGD labels all call it.
+    ``batch_statistics``: switch BatchNorm to the statistics of each batch first (the GHN protocol);
+    False keeps the model's own (e.g. running statistics after SGD). ``channels_last``: feed the
+    images in channels-last memory format (faster convolutions; the same values up to rounding).
+    """
+    if batch_statistics:
+        use_batch_statistics(model)
     model.eval()
     correct = total = 0
     for b, (x, y) in enumerate(batches):
         if max_batches is not None and b >= max_batches:
             break
-        correct += (model(x.contiguous(memory_format=torch.channels_last)).argmax(1) == y).sum().item()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        correct += (model(x).argmax(1) == y).sum().item()
         total += y.numel()
     if total == 0:
         raise ValueError("accuracy: expected at least one batch of images, got none")
     return 100.0 * correct / total
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, x: torch.Tensor, *, repeats: int = 5, warmup: int = 2) -> float:
+    """Median wall time (ms) of ``model(x)`` in eval mode over ``repeats`` runs after ``warmup`` runs.
+
+    The one latency timer of ghn-nas (latency proxies, SGD labels). On CUDA the timed region is
+    bracketed by ``torch.cuda.synchronize()``: kernels run asynchronously, so without it the clock
+    would stop when the kernels are queued, not when they are done.
+    """
+    model.eval()
+    cuda = x.device.type == "cuda"
+    times = []
+    for k in range(warmup + repeats):
+        if cuda:
+            torch.cuda.synchronize(x.device)
+        start = time.perf_counter()
+        model(x)
+        if cuda:
+            torch.cuda.synchronize(x.device)
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
 
 
 def eval_loader(dataset: str = "cifar10", image_split: str = "test", *, data_dir: str | None = None,
@@ -135,7 +171,7 @@ def load_eval_nets(split: str, *, n: int | None = None, deepnets_dir: str = "dat
         nets = [(row.arch, NB201Network(row.arch, num_classes)) for row in rows]
     else:
         spec = get_split(split)
-        path = Path(deepnets_dir) / f"deepnets1m_{split}.h5"
+        path = store_path(deepnets_dir, split)
         if not path.exists():
             log.info("generating the DeepNets-1M %s split (%d nets) into %s: once, later runs read it "
                      "(--deepnets-dir chooses the folder)", split, spec.size, path.resolve())

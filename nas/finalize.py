@@ -16,7 +16,7 @@ from scipy.stats import rankdata
 from ghn_core.data import get_dataset_info, load_split
 from ghn_core.model import GHN2
 
-from .label import SGDRecipe, train_sgd
+from .sgd import SGDRecipe, train_sgd
 from .report import top_trials
 
 __all__ = ["finalize"]

@@ -5,6 +5,8 @@ the test images, clean and under Gaussian noise, with its inference time and the
 which training accuracy reaches 90% (epochs to convergence; null if it never does). One JSON line
 per architecture, appended as soon as it is done; a re-run skips architectures already labelled.
 The paper's recipe is the default; ``--recipe cpu`` is a budget for CPU-only machines.
+
+This module holds the label file formats and the command; the training itself is ``nas.sgd``.
 """
 from __future__ import annotations
 
@@ -12,148 +14,23 @@ import argparse
 import dataclasses
 import json
 import logging
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-import torch.nn.functional as F
 import numpy as np
-from torch import nn
 
-from ghn_core.data import BatchLoader, get_dataset_info, load_split
-from ghn_core.utils import lookup, resolve_device, user_errors
+from ghn_core.utils import lookup, user_errors
+
+# Training and measuring a candidate live in nas.sgd; re-exported here, where label users look.
+from .sgd import RECIPES, SGDRecipe, build_architecture, train_sgd
 
 __all__ = ["SGDRecipe", "RECIPES", "PROPERTIES", "LabelledSet", "train_sgd", "build_architecture", "read_labelled",
            "read_labels", "validate_architecture", "main"]
 
 log = logging.getLogger("nas.label")
-
-
-SCHEDULES = ("cosine", "onecycle")
-
-
-@dataclass(frozen=True)
-class SGDRecipe:
-    """Training of a candidate. Defaults are the paper's CIFAR-10 recipe (§4 of the reference)."""
-
-    epochs: int = 50
-    lr: float = 0.025
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    batch_size: int = 96
-    grad_clip: float = 5.0
-    max_batches: int | None = None      # per epoch, for CPU budgets
-    eval_batches: int | None = None     # test batches scored (None: the whole test set)
-    converged_at: float = 90.0          # training accuracy (%) that counts as converged
-    schedule: str = "cosine"            # "cosine" (from lr to 0) or "onecycle" (warm-up to lr, then down)
-    resolution: int | None = None       # train and test images resized to this side (None: as stored)
-    width: int | None = None            # channels of the first stage (None: the space's own width)
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
-
-
-RECIPES: dict[str, SGDRecipe] = {
-    "paper": SGDRecipe(),
-    "cpu": SGDRecipe(epochs=3, max_batches=100, eval_batches=20),
-}
-
-
-def _resize(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
-    if resolution is None or resolution == x.shape[-1]:
-        return x
-    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-
-
-def _accuracy(model: nn.Module, loader: BatchLoader, max_batches: int | None, resolution: int | None = None) -> float:
-    model.eval()
-    correct = total = 0
-    loader.set_epoch(0)
-    with torch.no_grad():
-        for b, (x, y) in enumerate(loader):
-            if max_batches is not None and b >= max_batches:
-                break
-            correct += (model(_resize(x, resolution)).argmax(1) == y).sum().item()
-            total += len(y)
-    return 100.0 * correct / total
-
-
-def _inference_ms(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
-    model.eval()
-    times = []
-    with torch.no_grad():
-        for k in range(repeats + 1):
-            start = time.perf_counter()
-            model(x)
-            if k:
-                times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
-
-
-def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", data_dir: str | None = None,
-              device: str = "auto", seed: int = 0) -> dict[str, Any]:
-    """Train ``model`` with SGD (cosine schedule) and return its labels and training curve."""
-    device = resolve_device(device)
-    torch.manual_seed(seed)
-    model = model.to(device)
-    train = BatchLoader(load_split(dataset, "train", data_dir=data_dir), recipe.batch_size, shuffle=True,
-                        augment=True, device=device, seed=seed, drop_last=True)
-    test_set = load_split(dataset, "test", data_dir=data_dir)
-    # The ImageFolder copy is sorted by class: a fixed seeded order keeps partial test passes fair.
-    test = BatchLoader(test_set, 256, shuffle=True, augment=False, device=device, seed=1111)
-    noisy = BatchLoader(test_set, 256, shuffle=True, augment=False, device=device, seed=1111,
-                        noise_sigma=get_dataset_info(dataset).noise_sigma)
-    steps_per_epoch = min(len(train), recipe.max_batches or len(train))
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    total_steps = recipe.epochs * steps_per_epoch
-    if recipe.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=total_steps, pct_start=0.25)
-    else:
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps)
-    curve, converged = [], None
-    for epoch in range(recipe.epochs):
-        model.train()
-        train.set_epoch(epoch)
-        correct = seen = 0
-        for b, (x, y) in enumerate(train):
-            if b >= steps_per_epoch:
-                break
-            out = model(_resize(x, recipe.resolution))
-            loss = F.cross_entropy(out, y)
-            if not torch.isfinite(loss):
-                raise ValueError(f"the loss became {loss.item()} in epoch {epoch + 1}: lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            opt.step()
-            sched.step()
-            correct += (out.argmax(1) == y).sum().item()
-            seen += len(y)
-        curve.append(100.0 * correct / seen)
-        if converged is None and curve[-1] >= recipe.converged_at:
-            converged = epoch + 1
-    sample = _resize(test_set.images[:64].to(device).float() / 255, recipe.resolution)
-    return {"clean_acc": _accuracy(model, test, recipe.eval_batches, recipe.resolution),
-            "noisy_acc": _accuracy(model, noisy, recipe.eval_batches, recipe.resolution),
-            "inference_ms": _inference_ms(model, sample),
-            "epochs_to_converge": converged, "train_acc_curve": curve}
-
-
-def build_architecture(space: str, arch: str, num_classes: int = 10, width: int | None = None) -> nn.Module:
-    """The network of one architecture line: an NB201 string (16 channels by default) or a DeepNets-1M
-    JSON record (C=32 by default)."""
-    if space == "nb201":
-        from ghn_core.nb201 import NB201Network
-
-        return NB201Network(arch, num_classes, C=width or 16)
-    from ghn_core.deepnets import Architecture, Network
-
-    return Network(Architecture.from_json(arch), width or 32, num_classes)
 
 
 #: What each label property means; ``nas.predictors`` fits one regressor per property.

@@ -15,8 +15,6 @@ The baselines every GHN proxy is compared with are ``params``, ``flops``, ``nasw
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ghn_core.data import add_noise, get_dataset_info, load_split, normalize, to_float
 from ghn_core.errors import GhnNasError
+from ghn_core.evaluate import accuracy, latency_ms
 from ghn_core.model import GHN2
 from ghn_core.utils import lookup, resolve_device, torch_generator
 
@@ -78,14 +77,11 @@ def _predict(model: nn.Module, ctx: ProxyContext) -> nn.Module:
     return model
 
 
-@torch.no_grad()
 def _accuracy(model: nn.Module, images: torch.Tensor, ctx: ProxyContext) -> float:
-    model.eval()
-    correct = 0
-    for start in range(0, len(images), ctx.batch_size):
-        x = images[start: start + ctx.batch_size]
-        correct += (model(x).argmax(1) == ctx.labels[start: start + len(x)]).sum().item()
-    return 100.0 * correct / len(images)
+    batches = ((images[s: s + ctx.batch_size], ctx.labels[s: s + ctx.batch_size])
+               for s in range(0, len(images), ctx.batch_size))
+    # predict() already switched BatchNorm to batch statistics; images as stored (no channels-last).
+    return accuracy(model, batches, batch_statistics=False, channels_last=False)
 
 
 def ghn_accuracy(model: nn.Module, ctx: ProxyContext) -> float:
@@ -129,21 +125,9 @@ def flops(model: nn.Module, ctx: ProxyContext) -> float:
     return counter.get_total_flops() / 1e6
 
 
-def _latency(model: nn.Module, ctx: ProxyContext, batch: int, repeats: int = 5) -> float:
-    model = model.to(ctx.device).eval()
+def _latency(model: nn.Module, ctx: ProxyContext, batch: int) -> float:
     x = ctx.images[:1].expand(batch, -1, -1, -1).contiguous()
-    times = []
-    with torch.no_grad():
-        for k in range(repeats + 2):  # two warm-up runs
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(x)
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-            if k >= 2:
-                times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+    return latency_ms(model.to(ctx.device), x)
 
 
 def latency_b1(model: nn.Module, ctx: ProxyContext) -> float:
@@ -197,7 +181,7 @@ def _regressed(label: str) -> Callable[[nn.Module, ProxyContext], float]:
         from .predictors import embedding_features
 
         if ctx.ghn is None or label not in ctx.predictors:
-            raise GhnNasError(f"predicted_{label} needs a GHN and a regressor of {label}: the predictors shipped "
+            raise GhnNasError(f"predicted_{label} needs a GHN and a regressor fitted on {label} labels: the predictors shipped "
                               f"beside the GHN, or nas.search --labels FILE (records of python -m nas.label)")
         return float(ctx.predictors[label].predict(embedding_features(ctx.ghn, [model]))[0])
 

@@ -68,6 +68,7 @@ class NetRecord:
 
 
 def store_path(out_dir: str | Path, split: str) -> Path:
+    """The file of split ``split`` in folder ``out_dir``: the one place the store's file name is spelt."""
     return Path(out_dir) / f"deepnets1m_{split}.h5"
 
 

@@ -1,0 +1,134 @@
+"""Training and measuring one candidate with SGD: the ground truth behind labels and finalists.
+
+:func:`train_sgd` trains a network with an :class:`SGDRecipe` and measures it: test accuracy,
+clean and under Gaussian noise, inference time and epochs to convergence. ``nas.label`` writes
+these measures to label files; ``nas.finalize`` stores them on a study.
+
+    model = build_architecture("nb201", arch, width=recipe.width)
+    labels = train_sgd(model, RECIPES["cpu"], device="cpu")
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ghn_core.data import BatchLoader, get_dataset_info, load_split
+from ghn_core.evaluate import accuracy, latency_ms
+from ghn_core.utils import resolve_device
+
+from .space import ATTR, get_space
+
+__all__ = ["SGDRecipe", "RECIPES", "SCHEDULES", "train_sgd", "build_architecture"]
+
+SCHEDULES = ("cosine", "onecycle")
+
+
+@dataclass(frozen=True)
+class SGDRecipe:
+    """Training of a candidate. Defaults are the paper's CIFAR-10 recipe (§4 of the reference)."""
+
+    epochs: int = 50
+    lr: float = 0.025
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    batch_size: int = 96
+    grad_clip: float = 5.0
+    max_batches: int | None = None      # per epoch, for CPU budgets
+    eval_batches: int | None = None     # test batches scored (None: the whole test set)
+    converged_at: float = 90.0          # training accuracy (%) that counts as converged
+    schedule: str = "cosine"            # "cosine" (from lr to 0) or "onecycle" (warm-up to lr, then down)
+    resolution: int | None = None       # train and test images resized to this side (None: as stored)
+    width: int | None = None            # channels of the first stage (None: the space's own width)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+
+
+RECIPES: dict[str, SGDRecipe] = {
+    "paper": SGDRecipe(),
+    "cpu": SGDRecipe(epochs=3, max_batches=100, eval_batches=20),
+}
+
+
+def _resize(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
+    if resolution is None or resolution == x.shape[-1]:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _test_accuracy(model: nn.Module, loader: BatchLoader, max_batches: int | None, resolution: int | None) -> float:
+    loader.set_epoch(0)
+    # Running statistics of the training just done; images as the loader gives them (no channels-last).
+    return accuracy(model, ((_resize(x, resolution), y) for x, y in loader), max_batches,
+                    batch_statistics=False, channels_last=False)
+
+
+def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", data_dir: str | None = None,
+              device: str = "auto", seed: int = 0) -> dict[str, Any]:
+    """Train ``model`` with SGD (the recipe's schedule) and return its labels and training curve."""
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    model = model.to(device)
+    train = BatchLoader(load_split(dataset, "train", data_dir=data_dir), recipe.batch_size, shuffle=True,
+                        augment=True, device=device, seed=seed, drop_last=True)
+    test_set = load_split(dataset, "test", data_dir=data_dir)
+    # The ImageFolder copy is sorted by class: a fixed seeded order keeps partial test passes fair.
+    test = BatchLoader(test_set, 256, shuffle=True, augment=False, device=device, seed=1111)
+    noisy = BatchLoader(test_set, 256, shuffle=True, augment=False, device=device, seed=1111,
+                        noise_sigma=get_dataset_info(dataset).noise_sigma)
+    steps_per_epoch = min(len(train), recipe.max_batches or len(train))
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    total_steps = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=total_steps, pct_start=0.25)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps)
+    curve, converged = [], None
+    for epoch in range(recipe.epochs):
+        model.train()
+        train.set_epoch(epoch)
+        correct = seen = 0
+        for b, (x, y) in enumerate(train):
+            if b >= steps_per_epoch:
+                break
+            out = model(_resize(x, recipe.resolution))
+            loss = F.cross_entropy(out, y)
+            if not torch.isfinite(loss):
+                raise ValueError(f"the loss became {loss.item()} in epoch {epoch + 1}: lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            sched.step()
+            correct += (out.argmax(1) == y).sum().item()
+            seen += len(y)
+        curve.append(100.0 * correct / seen)
+        if converged is None and curve[-1] >= recipe.converged_at:
+            converged = epoch + 1
+    sample = _resize(test_set.images[:64].to(device).float() / 255, recipe.resolution)
+    return {"clean_acc": _test_accuracy(model, test, recipe.eval_batches, recipe.resolution),
+            "noisy_acc": _test_accuracy(model, noisy, recipe.eval_batches, recipe.resolution),
+            "inference_ms": latency_ms(model, sample),
+            "epochs_to_converge": converged, "train_acc_curve": curve}
+
+
+def build_architecture(space: str, arch: str, num_classes: int = 10, width: int | None = None) -> nn.Module:
+    """The network of one architecture line (an NB201 string or a DeepNets-1M JSON record), built by
+    the search space ``space`` as its ``rebuild`` would; ``width`` overrides the space's first-stage
+    channels (label recipes train narrower or wider copies)."""
+    record = {ATTR: arch if space == "deepnets" else json.dumps(arch)}
+    if width is None:
+        return get_space(space, num_classes=num_classes).rebuild(record)
+    if space == "deepnets":
+        return get_space(space, num_classes=num_classes, C=width).rebuild(record)
+    # NB201Space has no width field (yet): the same network its rebuild makes, at another width.
+    from ghn_core.nb201 import NB201Network
+
+    get_space(space)  # an unknown space name lists the known ones
+    return NB201Network(arch, num_classes, C=width)
