@@ -15,6 +15,7 @@ The baselines every GHN proxy is compared with are ``params``, ``flops``, ``nasw
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,7 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ghn_core.data import add_noise, get_dataset_info, load_split, normalize, to_float
 from ghn_core.errors import GhnNasError
 from ghn_core.evaluate import accuracy, latency_ms
-from ghn_core.model import GHN2
+from ghn_core.graph import Graph, GraphWarning
+from ghn_core.model import GHN2, use_batch_statistics
 from ghn_core.utils import lookup, resolve_device, torch_generator
 
 __all__ = ["ProxyContext", "Proxy", "PROXIES", "compute", "list_proxies"]
@@ -44,6 +46,12 @@ class ProxyContext:
     seed: int = 0
     batch_size: int = 64
     predictors: dict[str, Any] = field(default_factory=dict)  # label name -> fitted regressor
+    share: bool = True  # trace and predict each net once for all GHN proxies (False: once per proxy, as before)
+    _shared: "_Shared | None" = field(default=None, init=False, repr=False, compare=False)
+
+    def new_trial(self) -> None:
+        """Forget the shared graph and prediction of the last net (``make_objective`` calls it per trial)."""
+        self._shared = None
 
     @classmethod
     def from_data(cls, ghn: GHN2 | None, *, dataset: str = "cifar10", n_images: int = 512, seed: int = 0,
@@ -69,11 +77,60 @@ class Proxy:
     meaning: str    # what one unit is, for reports ("{device}": where it was measured)
 
 
+@dataclass
+class _Shared:
+    """What the GHN proxies of one trial share for its net: one trace, one prediction."""
+
+    model: nn.Module
+    graph: Graph | None = None
+    trace_warnings: list = field(default_factory=list)  # GraphWarnings of the trace, shown once by a prediction
+    predicted: dict[str, torch.Tensor] | None = None    # every parameter right after the GHN's prediction
+
+
+def _shared(model: nn.Module, ctx: ProxyContext) -> _Shared:
+    # One net at a time: a new model object replaces the last one (bounded memory outside trials too).
+    if ctx._shared is None or ctx._shared.model is not model:
+        ctx._shared = _Shared(model)
+    return ctx._shared
+
+
+def _graph(model: nn.Module, ctx: ProxyContext) -> Graph:
+    shared = _shared(model, ctx)
+    if shared.graph is None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GraphWarning)
+            shared.graph = ctx.ghn.graphs([model])[0]
+        shared.trace_warnings = [w for w in caught if issubclass(w.category, GraphWarning)]
+        for w in caught:
+            if not issubclass(w.category, GraphWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return shared.graph
+
+
 def _predict(model: nn.Module, ctx: ProxyContext) -> nn.Module:
+    """``model`` with the GHN's predicted parameters (BatchNorm on batch statistics).
+
+    With ``ctx.share``, the net is traced and predicted once per trial; later GHN proxies get every
+    parameter restored to that prediction (trainability trains the net, the next proxy must not see it).
+    """
     if ctx.ghn is None:
         raise ValueError("this proxy needs a GHN: build the ProxyContext with one (e.g. load_ghn())")
     model = model.to(ctx.device)
-    ctx.ghn.predict(model)
+    if not ctx.share:
+        ctx.ghn.predict(model)
+        return model
+    shared = _shared(model, ctx)
+    if shared.predicted is None:
+        graph = _graph(model, ctx)
+        for w in shared.trace_warnings:  # shown where predict() would have shown them
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        ctx.ghn.predict(model, graph=graph)
+        shared.predicted = {name: p.detach().clone() for name, p in model.named_parameters()}
+    else:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(shared.predicted[name])
+        use_batch_statistics(model)
     return model
 
 
@@ -183,7 +240,10 @@ def _regressed(label: str) -> Callable[[nn.Module, ProxyContext], float]:
         if ctx.ghn is None or label not in ctx.predictors:
             raise GhnNasError(f"predicted_{label} needs a GHN and a regressor fitted on {label} labels: the predictors shipped "
                               f"beside the GHN, or nas.search --labels FILE (records of python -m nas.label)")
-        return float(ctx.predictors[label].predict(embedding_features(ctx.ghn, [model]))[0])
+        if not ctx.share:
+            return float(ctx.predictors[label].predict(embedding_features(ctx.ghn, [model]))[0])
+        graph = _graph(model, ctx)  # the trial's one trace (GraphWarnings: as embedding_features, not shown)
+        return float(ctx.predictors[label].predict(ctx.ghn.embed(graphs=[graph]).numpy())[0])
 
     predicted.__doc__ = f"{label} (%) after SGD, as an SVR on the GHN embedding fitted on labelled nets predicts it."
     return predicted

@@ -110,6 +110,7 @@ def make_objective(space, proxies: Sequence[str], ctx: ProxyContext) -> Callable
         trial.set_user_attr("worker", me)  # lets other workers fail this trial if this process dies
         trial.set_user_attr("device", device)  # where latencies were measured (the report's unit)
         model = space.suggest(trial)
+        ctx.new_trial()  # GHN proxies share one trace and one prediction of this trial's net
         values = {}
         for name in order:
             try:

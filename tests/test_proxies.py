@@ -65,3 +65,33 @@ def test_unknown_proxy_and_missing_ghn(ctx):
     no_labels = ProxyContext(ctx.ghn, ctx.images, ctx.noisy_images, ctx.labels, ctx.device)
     with pytest.raises(GhnNasError, match="predicted_noisy_acc needs a GHN and a regressor fitted on noisy_acc labels"):
         compute("predicted_noisy_acc", NB201Network(FULL), no_labels)
+
+
+def test_trial_shares_one_trace_and_prediction(ghn_ckpt, cifar_dir, monkeypatch):
+    """A multi-objective trial traces and predicts its net once; every proxy value equals the one
+    computed proxy by proxy with a fresh trace and prediction each (ctx.share=False: the old path)."""
+    import optuna
+
+    from ghn_core import load_ghn
+    from nas.search import make_objective
+    from nas.space import get_space
+
+    ctx = ProxyContext.from_data(load_ghn(ghn_ckpt), n_images=64, seed=0, data_dir=str(cifar_dir), device="cpu")
+    traces = []
+    graphs = ctx.ghn.graphs
+    monkeypatch.setattr(ctx.ghn, "graphs", lambda models, **kw: (traces.append(len(models)), graphs(models, **kw))[1])
+    # trainability before ghn_robustness: the robustness proxy must not see the trained net
+    proxies = ["ghn_accuracy", "params", "trainability", "ghn_robustness"]
+    objective = make_objective(get_space("nb201"), proxies, ctx)
+    for cell in (FULL, "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|skip_connect~2|"):
+        ops = [edge.split("~")[0] for node in cell.strip("|").split("|+|") for edge in node.split("|")]
+        params = {f"edge_{i}_{j}": op for (i, j), op in zip([(i, j) for j in range(1, 4) for i in range(j)], ops)}
+        values = {}
+        for share in (True, False):
+            ctx.share = share
+            traces.clear()
+            torch.manual_seed(0)
+            values[share] = objective(optuna.trial.FixedTrial(params))
+            assert len(traces) == (1 if share else 3)  # GHN proxies: one trace, or one each
+        assert values[True] == values[False]
+        assert all(math.isfinite(v) for v in values[True])
