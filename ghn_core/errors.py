@@ -36,3 +36,7 @@ class UnsupportedModuleError(GraphError):
 
 class CheckpointError(GhnNasError, ValueError):
     """A file is not a GHN checkpoint, or is corrupt."""
+
+
+class ClassesWarning(UserWarning):
+    """A model whose number of classes differs from the GHN's: its predicted classifier means nothing."""

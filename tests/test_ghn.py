@@ -189,3 +189,20 @@ def test_a_few_steps_fit_one_meta_batch():
     opt = torch.optim.Adam(ghn.parameters(), lr=1e-3)
     losses = [train_step(ghn, meta, x, y, optimizer=opt)["loss"] for _ in range(15)]
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_a_model_with_other_classes_is_told_or_refused():
+    import warnings
+
+    from torchvision.models import resnet18
+
+    from ghn_core.errors import ClassesWarning, GraphError
+
+    ghn = create_ghn("ghn2")  # 10 classes
+    with pytest.warns(ClassesWarning, match="ResNet has 1000 classes, but this GHN was trained for 10"):
+        ghn.predict(resnet18())
+    with pytest.raises(GraphError, match="1000 classes"):
+        ghn.predict(resnet18(), strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClassesWarning)
+        ghn.predict(resnet18(num_classes=10))  # the GHN's own number of classes: no warning

@@ -8,6 +8,7 @@ writes nothing anywhere: :mod:`ghn_core.model.predict` puts tensors into network
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GhnNasError, GraphError
+from ..errors import ClassesWarning, GhnNasError, GraphError
 from ..graph import NORM_KINDS, OP_NAMES, SOURCE_KINDS, Graph, GraphBatch
 from .batchnorm import use_batch_statistics
 
@@ -156,19 +157,30 @@ class GHN2(nn.Module):
     def input_shape(self) -> tuple[int, int, int, int]:
         return (1, 3, self.config.image_size, self.config.image_size)
 
-    def graphs(self, models: Sequence[nn.Module]) -> list[Graph]:
+    def graphs(self, models: Sequence[nn.Module], *, strict: bool = False) -> list[Graph]:
         """The computational graphs of ``models`` with this GHN's virtual-edge cutoff.
 
         Raises :class:`GraphError` for a model that is not a classifier of this GHN's images: one
-        whose forward fails on them, or returns anything but (batch, classes) logits.
+        whose forward fails on them, or returns anything but (batch, classes) logits. A classifier of
+        another number of classes than the GHN's gets a :class:`ClassesWarning` (its head is cut or
+        tiled from the GHN's class rows, so those classes mean nothing); ``strict=True`` raises instead.
         """
         graphs = []
         for m in models:
-            g = Graph.from_module(m, self.input_shape, s_max=max(self.config.virtual_edges, 1))
+            g = Graph.from_module(m, self.input_shape, s_max=max(self.config.virtual_edges, 1), strict=strict)
             if g.output_shape is not None and len(g.output_shape) != 2:
                 raise GraphError(f"{type(m).__name__} is not a classifier: on input {self.input_shape} its forward "
                                  f"returned shape {g.output_shape}; a GHN predicts parameters of nets that "
                                  f"return (batch, classes) logits")
+            classes = g.output_shape[1] if g.output_shape is not None else None
+            if classes is not None and classes != self.config.num_classes:
+                problem = (f"{type(m).__name__} has {classes} classes, but this GHN was trained for "
+                           f"{self.config.num_classes}: its classifier is cut or tiled from the GHN's "
+                           f"{self.config.num_classes} class rows (tiled, classes k and k+{self.config.num_classes} "
+                           f"tie), so its predicted head means nothing; use a GHN of {classes} classes")
+                if strict:
+                    raise GraphError(problem)
+                warnings.warn(problem, ClassesWarning, stacklevel=2)
             graphs.append(g)
         return graphs
 
@@ -192,7 +204,7 @@ class GHN2(nn.Module):
         return targets, self.decode_blocks(self.encode(batch), targets)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, *, graph: Graph | None = None) -> nn.Module:
+    def predict(self, model: nn.Module, *, graph: Graph | None = None, strict: bool = False) -> nn.Module:
         """Fill every supported parameter of ``model`` with the GHN's prediction and return the model.
 
         Writes the predicted tensors into the model's parameters (moved to their device), and
@@ -200,17 +212,20 @@ class GHN2(nn.Module):
         paper's evaluation protocol: accuracy then depends on the batch, in ``train()`` and
         ``eval()`` alike. To evaluate with fixed statistics, call
         :func:`ghn_core.model.calibrate_bn` on a few batches afterwards. Parameters the graph
-        builder could not map are left as they were and named in a :class:`GraphWarning`.
+        builder could not map are left as they were and named in a :class:`GraphWarning`; a model of
+        another number of classes than the GHN's gets a ``ClassesWarning``. ``strict=True`` raises
+        for both instead.
         """
-        return self.predict_batch([model], None if graph is None else [graph])[0]
+        return self.predict_batch([model], None if graph is None else [graph], strict=strict)[0]
 
     @torch.no_grad()
-    def predict_batch(self, models: Sequence[nn.Module], graphs: Sequence[Graph] | None = None) -> list[nn.Module]:
+    def predict_batch(self, models: Sequence[nn.Module], graphs: Sequence[Graph] | None = None, *,
+                      strict: bool = False) -> list[nn.Module]:
         """:meth:`predict` for several models in one GHN forward pass (their graphs batched)."""
         was_training = self.training
         self.eval()
         try:
-            targets, blocks = self._predict_blocks(models, graphs)
+            targets, blocks = self._predict_blocks(models, self.graphs(models, strict=strict) if graphs is None else graphs)
         finally:
             self.train(was_training)
         # Every predicted value is a copy of a block value, so checking the small blocks checks
