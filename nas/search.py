@@ -284,7 +284,15 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
         bar.close()
 
 
+def _drop_interrupt_traceback(record: logging.LogRecord) -> bool:
+    """A logging filter: keep the record, without the traceback of a KeyboardInterrupt."""
+    if record.exc_info and record.exc_info[0] is KeyboardInterrupt:
+        record.exc_info = record.exc_text = None
+    return True
+
+
 def _spawned_worker(cfg: SearchConfig, index: int) -> None:
+    logging.getLogger("optuna.study._optimize").addFilter(_drop_interrupt_traceback)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search_worker(cfg, index, progress=False)
 
@@ -400,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k != "debug"})
     cfg.final_batches = cfg.final_batches or None
     cfg.final_eval_batches = cfg.final_eval_batches or None
+    # Optuna logs the trial Ctrl-C interrupted with a 40-line traceback; the line below says what happened.
+    logging.getLogger("optuna.study._optimize").addFilter(_drop_interrupt_traceback)
     with user_errors(args.debug):
         try:
             study = run_search(cfg)
