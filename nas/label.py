@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("%d architectures, %d already labelled in %s", len(archs), len(archs) - len(todo), out)
         for i, arch in enumerate(todo):
             start = time.perf_counter()
-            labels = train_sgd(build_architecture(args.space, arch, width=recipe.width), recipe, data_dir=args.data_dir, device=args.device,
+            labels = train_sgd(build_architecture(args.space, arch, width_scale=recipe.width_scale), recipe, data_dir=args.data_dir, device=args.device,
                                seed=args.seed)
             record = {"arch": arch, "space": args.space, **labels, "recipe": asdict(recipe), "seed": args.seed,
                       "train_time_s": round(time.perf_counter() - start, 1)}

@@ -86,8 +86,10 @@ class DeepNetsSpace:
 
 @dataclass(frozen=True)
 class NB201Space:
-    """NAS-Bench-201: one of 5 ops on each of the 6 edges of the cell, in the benchmark's macro network."""
+    """NAS-Bench-201: one of 5 ops on each of the 6 edges of the cell, in the benchmark's macro network
+    (first stage of width ``C``: 16 in the benchmark)."""
 
+    C: int = 16
     num_classes: int = 10
     name: str = "nb201"
 
@@ -96,10 +98,10 @@ class NB201Space:
                       for j in range(1, 4))
         arch = format_arch(edges)
         trial.set_user_attr(ATTR, json.dumps(arch))
-        return NB201Network(arch, self.num_classes)
+        return NB201Network(arch, self.num_classes, C=self.C)
 
     def rebuild(self, user_attrs: Mapping[str, Any]) -> nn.Module:
-        return NB201Network(json.loads(_record(user_attrs)), self.num_classes)
+        return NB201Network(json.loads(_record(user_attrs)), self.num_classes, C=self.C)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ import torch
 
 import nas.label as label
 from ghn_core.data import BatchLoader, load_split
+from ghn_core.deepnets import sample_architecture
 from ghn_core.nb201 import NB201Network
 from nas.label import SGDRecipe, build_architecture, main, read_labelled, train_sgd
 
 TINY = SGDRecipe(epochs=2, max_batches=4, eval_batches=1, batch_size=32, converged_at=0.0)
+_DEEPNETS = sample_architecture(random.Random(0)).to_json()
 ARCHS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|",
          "|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|none~1|skip_connect~2|"]
 
@@ -35,7 +38,7 @@ def test_train_sgd_reports_every_label(cifar_dir):
 
 
 def test_recipe_resolution_width_and_schedule(cifar_dir):
-    model = build_architecture("nb201", ARCHS[0], width=8)
+    model = build_architecture("nb201", ARCHS[0], width_scale=0.5)
     assert model.stem[0].out_channels == 8
     seen = []
     model.stem.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
@@ -44,6 +47,8 @@ def test_recipe_resolution_width_and_schedule(cifar_dir):
     assert seen and set(seen) == {(16, 16)}  # training, test and timing images alike
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
         SGDRecipe(schedule="step")
+    assert build_architecture("deepnets", _DEEPNETS, width_scale=0.5).stem[0].out_channels == \
+        build_architecture("deepnets", _DEEPNETS).stem[0].out_channels // 2
 
 
 def _record(arch: str, **changes) -> str:
