@@ -1,0 +1,170 @@
+"""How well a CPU-sized SGD label ranks NAS-Bench-201 cells, against their 200-epoch accuracy.
+
+A sample of cells from the labelled NB201 CSV, stratified over its accuracy quantiles, is trained
+with each candidate recipe of :data:`CANDIDATES` (``nas.label``'s ``train_sgd``). Every label is one
+JSON line, appended as soon as it is done, so the run resumes; cells are taken in a fixed order,
+all recipes of a cell before the next cell, so every recipe is always scored on the same cells.
+
+    python benchmarks/label_fidelity.py run --threads 1              # resumable; --shard 0/2 and 1/2 split it
+    python benchmarks/label_fidelity.py run --recipes A B --first 24 # the costlier recipes on fewer cells
+    python benchmarks/label_fidelity.py report                       # table, JSON and plot
+
+``report`` prints, per recipe, Spearman rho and Kendall tau of the label against the 200-epoch
+CIFAR-10 test accuracy over the cells every recipe has labelled, and the median CPU-seconds per label
+(``time.process_time`` of the training process, with the thread count it ran on).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from nas.label import SGDRecipe, build_architecture, train_sgd  # noqa: E402
+from nas.predictors import rank_correlations  # noqa: E402
+
+HERE = Path(__file__).resolve().parent / "label_fidelity"
+DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "labelled.csv"
+
+# One knob at a time around a base of half width (8 channels) at 16 px; test accuracy on 2,560 images.
+_BASE = SGDRecipe(epochs=1, lr=0.1, batch_size=128, max_batches=40, eval_batches=10, schedule="onecycle",
+                  resolution=16, width_scale=0.5)
+CANDIDATES: dict[str, SGDRecipe] = {
+    "w8-r16-b40x1": _BASE,
+    "w8-r16-b40x3": dataclasses.replace(_BASE, epochs=3),                       # epochs
+    "w8-r16-b120x1": dataclasses.replace(_BASE, max_batches=120),               # as many images, none repeated
+    "w8-r16-b40x3-cosine": dataclasses.replace(_BASE, epochs=3, schedule="cosine", lr=0.05),  # schedule
+    "w8-r32-b40x1": dataclasses.replace(_BASE, resolution=32),                  # resolution
+    "w16-r16-b40x3": dataclasses.replace(_BASE, epochs=3, width_scale=1.0),            # width
+    "w8-r16-b120x3": dataclasses.replace(_BASE, epochs=3, max_batches=120),     # 3x the images: RECIPES["cpu"]
+}
+
+
+def unique_cells(csv: Path) -> list[tuple[str, float]]:
+    """(string, its 200-epoch CIFAR-10 accuracy) for the first string of each cell of the CSV
+    (cells by :func:`ghn_core.nb201.cell_key`), sorted by accuracy."""
+    from ghn_core.nb201 import cell_key, load_labelled
+
+    cells: dict[str, tuple[str, float]] = {}
+    for row in load_labelled(csv):
+        cells.setdefault(cell_key(row.arch), (row.arch, row.cifar10))
+    return sorted(cells.values(), key=lambda c: c[1])
+
+
+def stratified_sample(cells: list[tuple[str, float]], n: int, seed: int) -> list[tuple[str, float]]:
+    """One cell from each of ``n`` equal-count accuracy bins, in a seeded random order."""
+    rng = random.Random(seed)
+    edges = np.linspace(0, len(cells), n + 1).astype(int)
+    sample = [cells[rng.randrange(lo, hi)] for lo, hi in zip(edges[:-1], edges[1:])]
+    rng.shuffle(sample)
+    return sample
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    recipes = {name: CANDIDATES[name] for name in (args.recipes or CANDIDATES)}
+    sample = stratified_sample(unique_cells(args.csv), args.cells, args.seed)[: args.first]
+    shard, n_shards = map(int, args.shard.split("/"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["cell"], r["recipe"]) for r in _read(args.out)}
+    for i, (cell, truth) in enumerate(sample):
+        if i % n_shards != shard:
+            continue
+        for name, recipe in recipes.items():
+            if (cell, name) in done:
+                continue
+            cpu, wall = time.process_time(), time.perf_counter()
+            labels = train_sgd(build_architecture("nb201", cell, width_scale=recipe.width_scale), recipe,
+                               data_dir=args.data_dir, device="cpu", seed=args.seed)
+            record = {"cell": cell, "truth": truth, "recipe": name, "clean_acc": labels["clean_acc"],
+                      "noisy_acc": labels["noisy_acc"], "cpu_s": round(time.process_time() - cpu, 2),
+                      "wall_s": round(time.perf_counter() - wall, 2), "threads": args.threads, "seed": args.seed,
+                      "recipe_fields": dataclasses.asdict(recipe)}
+            with args.out.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(f"[{i + 1}/{len(sample)}] {name}: {labels['clean_acc']:.2f}% (truth {truth:.2f}%), "
+                  f"{record['cpu_s']:.0f} CPU-s", flush=True)
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def report(args: argparse.Namespace) -> dict:
+    """Per recipe: rank correlations over the cells every recipe labelled (a like-for-like comparison)
+    and over all the cells it labelled; median CPU-seconds per label."""
+    by_recipe: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in _read(args.out):
+        by_recipe[r["recipe"]][r["cell"]] = r
+    if not by_recipe:
+        raise SystemExit(f"no labels in {args.out}; run `python {Path(__file__).name} run` first")
+    common = sorted(set.intersection(*(set(cells) for cells in by_recipe.values())))
+
+    def score(cells: dict[str, dict], keys: list[str]) -> dict:
+        label, truth = (np.array([cells[c][k] for c in keys]) for k in ("clean_acc", "truth"))
+        return {**rank_correlations(label, truth), "n": len(keys)}
+
+    rows = {}
+    for name, cells in by_recipe.items():
+        rows[name] = {"common": score(cells, common), "all": score(cells, sorted(cells)),
+                      "cpu_s_median": statistics.median(r["cpu_s"] for r in cells.values()),
+                      "threads": sorted({r["threads"] for r in cells.values()}),
+                      "recipe": next(iter(cells.values()))["recipe_fields"]}
+    print(f"{len(common)} cells labelled by every recipe ({args.out})\n")
+    print("| recipe | rho / tau, common cells | rho / tau, all its cells (n) | CPU-s per label (median) |")
+    print("|---|---|---|---|")
+    for name, row in sorted(rows.items(), key=lambda kv: kv[1]["cpu_s_median"]):
+        c, a = row["common"], row["all"]
+        print(f"| {name} | {c['spearman']:.3f} / {c['kendall']:.3f} | {a['spearman']:.3f} / {a['kendall']:.3f} "
+              f"({a['n']}) | {row['cpu_s_median']:.0f} |")
+    (HERE / "fidelity.json").write_text(json.dumps({"common_cells": len(common), "recipes": rows}, indent=1) + "\n")
+    _plot(rows, len(common), HERE / "fidelity_vs_cost.png")
+    return rows
+
+
+def _plot(rows: dict, n_common: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, row in rows.items():
+        ax.scatter(row["cpu_s_median"], row["common"]["spearman"], label=name)
+    ax.axhline(0.61, color="grey", ls="--", label="EcoNAS reduced training (rho 0.61)")
+    ax.set_xlabel("CPU-seconds per label (median, 1 thread)")
+    ax.set_ylabel("Spearman rho vs 200-epoch accuracy")
+    ax.set_title(f"NB201 label fidelity vs cost ({n_common} cells labelled by every recipe)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="labelled NB201 CSV")
+    parser.add_argument("--out", type=Path, default=HERE / "labels.jsonl", help="JSON lines, appended and resumed")
+    parser.add_argument("--cells", type=int, default=60, help="cells sampled, one per accuracy bin")
+    parser.add_argument("--recipes", nargs="*", choices=list(CANDIDATES), help="default: all candidates")
+    parser.add_argument("--first", type=int, default=None, help="label only the first N cells of the sample")
+    parser.add_argument("--shard", default="0/1", help="i/n: this process labels cells i, i+n, ...")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
