@@ -27,7 +27,8 @@ def small_net() -> nn.Module:
 
 
 class Gated(nn.Module):
-    """Uses a bare parameter in forward: a module type the graph builder has no node kind for."""
+    """Uses a bare parameter in forward, in a way no node kind fits (a scalar factor; a per-class
+    factor would be a layer scale): a module type the graph builder has no node kind for."""
 
     def __init__(self):
         super().__init__()
@@ -35,7 +36,7 @@ class Gated(nn.Module):
         self.gate = nn.Parameter(torch.full((10,), 0.5))
 
     def forward(self, x):
-        return self.body(x) * self.gate
+        return self.body(x) * self.gate.sum()
 
 
 def test_unknown_module_type_warns_and_keeps_those_parameters(ghn):
