@@ -52,7 +52,7 @@ from .label import LabelledSet
 
 __all__ = ["PREDICTORS", "make_predictor", "fit_predictor", "rank_correlations", "save_predictor", "load_predictor",
            "embedding_features", "fit_on_labels", "PropertyPredictor", "PredictorError", "predictors_path",
-           "labelled_features", "distinct_rows", "fit_property", "save_predictors", "load_predictors", "score_predictors", "main"]
+           "labelled_features", "distinct_rows", "file_digest", "fit_property", "save_predictors", "load_predictors", "score_predictors", "main"]
 
 log = logging.getLogger("nas.predictors")
 
@@ -278,7 +278,7 @@ def fit_property(ghn: GHN2, labelled: LabelledSet, prop: str, *, predictor: str 
     pred = np.empty(len(yf))
     for fit, test in KFold(CV_FOLDS, shuffle=True, random_state=seed).split(Xf):
         pred[test] = fit_predictor(predictor, Xf[fit], yf[fit], seed=seed).predict(Xf[test])
-    fitted_on = {"labels": labelled.source, "sha256": _digest(labelled.source), "recipe": labelled.recipe,
+    fitted_on = {"labels": labelled.source, "sha256": file_digest(labelled.source), "recipe": labelled.recipe,
                  "n": int(use.sum())}
     seen = frozenset(architecture_key(labelled.space, labelled.archs[i]) for i in rows[use])
     return PropertyPredictor(labelled.space, prop, predictor, fit_predictor(predictor, Xf, yf, seed=seed), fitted_on,
@@ -342,7 +342,8 @@ def score_predictors(predictors: dict[tuple[str, str], PropertyPredictor], ghn: 
     return table
 
 
-def _digest(path: str | Path) -> str:
+def file_digest(path: str | Path) -> str:
+    """The first 16 hex digits of a file's sha256: what studies and predictors record of their inputs."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 

@@ -17,7 +17,6 @@ silently switch labels).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import multiprocessing
 import platform
@@ -42,7 +41,7 @@ from ghn_core.utils import lookup, non_negative_int, positive_int, resolve_devic
 from .finalize import finalize
 from .label import SGDRecipe
 from .objectives import SHIPPED, resolve_objectives
-from .predictors import fit_on_labels, load_predictor, load_predictors, predictors_path, save_predictor
+from .predictors import file_digest, fit_on_labels, load_predictor, load_predictors, predictors_path, save_predictor
 from .proxies import ProxyContext, compute
 from .report import architecture_file, axis_label, plural, top_trials, write_report
 from .space import get_space
@@ -169,7 +168,7 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
         raise FileNotFoundError(f"no labels at {cfg.labels}: give the JSON lines python -m nas.label wrote")
     ghn = load_ghn(cfg.ghn)
     ghn_hash = state_hash(ghn.state_dict())
-    labels_digest = hashlib.sha256(Path(cfg.labels).read_bytes()).hexdigest()[:16] if cfg.labels else None
+    labels_digest = file_digest(cfg.labels) if cfg.labels else None
     # Fitted before the storage is touched (bad labels: nothing written), saved once the study checks out.
     regressed = [p.removeprefix("predicted_") for p in proxies if p.startswith("predicted_")]
     shipped = _shipped_predictors(cfg, ghn, regressed)  # the ones beside the GHN (checked against it)
@@ -193,7 +192,7 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
              "sampler": cfg.sampler, "labels": labels_digest}
     if shipped:  # which predictors scored the study: a continued study must use the same file
         path = predictors_path(cfg.ghn)
-        attrs["shipped_predictors"] = {"path": str(path), "sha256": _sha256(path), "properties": shipped}
+        attrs["shipped_predictors"] = {"path": str(path), "sha256": file_digest(path), "properties": shipped}
     for key, value in attrs.items():
         if key in study.user_attrs and study.user_attrs[key] != value:
             raise GhnNasError(f"study {cfg.resolved_name()!r} was run with {key}={study.user_attrs[key]!r}, "
@@ -225,10 +224,6 @@ def _shipped_predictors(cfg: SearchConfig, ghn, labels: Sequence[str]) -> list[s
                               f"python -m nas.predictors fit, or search on the raw proxy (--objective ghn_accuracy)")
         return wanted
     return []
-
-
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
