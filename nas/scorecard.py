@@ -1,86 +1,230 @@
-"""How well do proxies rank architectures? ``python -m nas.scorecard --labels labelled.csv``.
+"""How well do proxies and predictors rank architectures? ``python -m nas.scorecard --labels labelled.csv``.
 
-For a labelled set, either a NAS-Bench-201 CSV (architecture string and 200-epoch accuracy) or the
-JSON lines ``python -m nas.label`` writes (any space; ``--target clean_acc`` or ``noisy_acc``),
-computes each proxy on a seeded sample of the architectures and reports Spearman rho and Kendall tau
-against the labels;
-embedding regressors (``nas.predictors``) are fitted on one half of the sample (GHN embeddings,
-plus log-parameters for ``ridge+params``) and scored on the other half, where every proxy is scored
-too, so the two compare on the same nets. Writes a markdown table, a JSON record and a scatter plot
-per proxy to ``--out``.
+For a labelled set, either a NAS-Bench-201 CSV (architecture string and 200-epoch CIFAR-10 accuracy)
+or the JSON lines ``python -m nas.label`` writes (any space; ``--target clean_acc``, ``noisy_acc``,
+...), takes a seeded sample of its distinct nets (``nas.predictors.distinct_rows``: the NB201 strings
+of one cell are one net) and scores, against the labels, by Kendall tau and Spearman rho:
+
+- every proxy (``--proxies``: #params, FLOPs, the zero-cost proxies, the raw GHN proxies), computed
+  once per net;
+- every predictor (``--predictors``: the ``nas.predictors`` regressors on GHN embeddings, alone or with
+  cheap graph features), by its out-of-fold predictions under 5-fold cross-validation over the nets,
+  so no net (cell) is ever predicted by a fit that saw it.
+
+Each row is scored over all nets and on each of the 5 test folds (mean and sd of the per-fold
+Kendall tau), so proxies and predictors are compared on the same nets and the same folds. Nets
+without an input-output path (no graph, so no GHN embedding) are left out of everything. Writes a
+markdown table, a JSON record (the table and every net's label, fold and values) and a scatter plot
+per row to ``--out``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
-import random
+import math
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from sklearn.model_selection import KFold
 from torch import nn
 from tqdm.auto import tqdm
 
 from ghn_core import load_ghn
-from ghn_core.errors import GraphError
-from ghn_core.graph import Graph, GraphWarning
-from ghn_core.nb201 import NB201Network
-from ghn_core.utils import user_errors
+from ghn_core.graph import GraphWarning
+from ghn_core.utils import lookup, user_errors
 
-from .label import build_architecture, read_labels
-from .predictors import MIN_FIT, embedding_features, fit_predictor, rank_correlations
+from .label import LabelledSet, build_architecture, read_labelled
+from .predictors import (CV_FOLDS, DEFAULT_PREDICTOR, MIN_FIT, architecture_features, distinct_rows,
+                         fit_predictor, labelled_features, rank_correlations)
 from .proxies import ProxyContext, compute
 
-__all__ = ["score_proxies", "main"]
+__all__ = ["PREDICTORS", "Score", "proxy_values", "cv_folds", "out_of_fold", "score", "main"]
 
 log = logging.getLogger("nas.scorecard")
 
+#: The predictors the scorecard cross-validates: row name -> (``nas.predictors`` regressor, features).
+#: Features are "embedding" (``labelled_features``: the GHN graph embedding) or "embedding+graph"
+#: (``architecture_features``: the embedding, then ``graph_features``).
+PREDICTORS: dict[str, tuple[str, str]] = {
+    "svr": ("svr", "embedding"),  # the paper's
+    DEFAULT_PREDICTOR: (DEFAULT_PREDICTOR, "embedding"),  # shipped with the GHN
+    # Standardised, so the graph features' raw counts do not swamp the embedding (the SVRs take
+    # features as they come).
+    "ridge+features": ("ridge", "embedding+graph"),
+}
 
-def score_proxies(archs: list[str], labels: np.ndarray, proxies: Sequence[str], ctx: ProxyContext,
-                  *, build: Callable[[str], nn.Module] = NB201Network, seed: int = 0,
-                  progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """Rank correlations of every proxy (and, with a GHN and 20 or more architectures, of embedding
-    regressors) with ``labels``. ``build`` turns an architecture into its network.
 
-    Every architecture must have a graph (see ``main``). Returns the table and the per-net values.
-    """
+@dataclass
+class Score:
+    """Rank correlations of one proxy's values, or one predictor's out-of-fold predictions, with the
+    labels: over all nets with a finite value (``n`` of them), and per test fold."""
+
+    kind: str                    # "proxy" or "predictor"
+    kendall: float
+    spearman: float
+    n: int
+    fold_kendall: list[float]    # on each test fold (NaN where the values are constant); empty without folds
+    fold_kendall_mean: float | None
+    fold_kendall_sd: float | None  # sample sd over the folds
+
+
+def proxy_values(archs: Sequence[str], proxies: Sequence[str], ctx: ProxyContext, *,
+                 build: Callable[[str], nn.Module], seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
+    """Each proxy's value (n,) on each architecture, a fresh network per proxy, seeded alike."""
     values = {name: np.full(len(archs), np.nan) for name in proxies}
     for i, arch in enumerate(tqdm(archs, desc="proxies", unit="net", disable=not progress)):
         for name in proxies:
             torch.manual_seed(seed)
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", GraphWarning)
+                warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
                 values[name][i] = compute(name, build(arch), ctx)
-    def score(v: np.ndarray, where: np.ndarray) -> dict[str, float]:
-        ok = where[np.isfinite(v[where])]
-        return {**rank_correlations(v[ok], labels[ok]), "n": int(len(ok))}  # raw values, no sign flip
-
-    everything = np.arange(len(archs))
-    table = {name: {**score(v, everything), "scored_on": "all"} for name, v in values.items()}
-    if ctx.ghn is not None and len(archs) >= 2 * MIN_FIT:
-        order = np.random.default_rng(seed).permutation(len(archs))
-        fit, test = order[: len(order) // 2], np.sort(order[len(order) // 2:])
-        for name, v in values.items():
-            table[name]["held_out"] = score(v, test)
-        nets = [build(a) for a in archs]
-        emb = embedding_features(ctx.ghn, nets)
-        log_params = np.log([sum(p.numel() for p in net.parameters()) for net in nets])[:, None]
-        for name, X in (("svr(embedding)", emb), ("ridge(embedding+log params)", np.hstack([emb, log_params]))):
-            model = fit_predictor(name.split("(")[0], X[fit], labels[fit], seed=seed)
-            pred = model.predict(X[test])
-            values[name] = np.full(len(archs), np.nan)
-            values[name][test] = pred
-            held = score(values[name], test)
-            table[name] = {**held, "scored_on": "held-out half", "held_out": held}
-    return table, values
+    return values
 
 
-def _plots(values: dict[str, np.ndarray], labels: np.ndarray, table: dict, out: Path, label_name: str) -> None:
+def cv_folds(n: int, seed: int) -> np.ndarray | None:
+    """The test fold (0 to 4) of each of ``n`` nets under seeded 5-fold cross-validation, or None when
+    the smallest training fold would hold fewer than ``MIN_FIT`` nets (fewer than 13 nets)."""
+    if n - math.ceil(n / CV_FOLDS) < MIN_FIT:
+        return None
+    fold = np.empty(n, dtype=int)
+    for k, (_, test) in enumerate(KFold(CV_FOLDS, shuffle=True, random_state=seed).split(np.arange(n))):
+        fold[test] = k
+    return fold
+
+
+def out_of_fold(predictor: str, X: np.ndarray, y: np.ndarray, fold: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """Predictions (n,) of ``predictor`` for every net by a fit on the other folds' nets."""
+    pred = np.empty(len(y))
+    for k in range(CV_FOLDS):
+        test = fold == k
+        pred[test] = fit_predictor(predictor, X[~test], y[~test], seed=seed).predict(X[test])
+    return pred
+
+
+def score(values: np.ndarray, labels: np.ndarray, fold: np.ndarray | None, kind: str) -> Score:
+    """Rank correlations of ``values`` with ``labels`` over all nets and on each test fold, leaving
+    out nets where ``values`` is not finite. Raw values: a proxy that ranks backwards scores negative."""
+    ok = np.isfinite(values)
+    whole = rank_correlations(values[ok], labels[ok])
+    per_fold = [] if fold is None else [
+        rank_correlations(values[ok & (fold == k)], labels[ok & (fold == k)])["kendall"] for k in range(CV_FOLDS)]
+    return Score(kind, whole["kendall"], whole["spearman"], int(ok.sum()), per_fold,
+                 float(np.mean(per_fold)) if per_fold else None,
+                 float(np.std(per_fold, ddof=1)) if per_fold else None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nas.scorecard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", required=True,
+                        help="a labelled NAS-Bench-201 CSV, or the JSON lines of python -m nas.label")
+    parser.add_argument("--target", default=None,
+                        help="the labelled property to rank (default: cifar10_test_acc_200ep for a NAS-Bench-201 "
+                             "CSV, clean_acc for nas.label records)")
+    parser.add_argument("--proxies", nargs="+", default=["params", "flops", "naswot", "synflow", "ghn_accuracy"])
+    parser.add_argument("--predictors", nargs="+", default=list(PREDICTORS), help=f"of {', '.join(PREDICTORS)}")
+    parser.add_argument("--n", type=int, default=500, help="distinct architectures sampled from the labelled set")
+    parser.add_argument("--ghn", default=None, help="GHN checkpoint (default: the shipped one)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/scorecard")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with user_errors(args.debug):
+        if args.n < 2:
+            raise ValueError(f"expected --n of at least 2 architectures to rank, got {args.n} instead")
+        for name in args.predictors:
+            lookup(PREDICTORS, name, "scorecard predictor")
+        labelled = read_labelled(args.labels)
+        # The first property of a file is its main label: NB201 CSV cifar10_test_acc_200ep, nas.label clean_acc.
+        target = args.target or next(iter(labelled.properties))
+        if target not in labelled.properties:
+            raise ValueError(f"{args.labels} has no {target!r} labels; it has {', '.join(labelled.properties)}")
+        rows = distinct_rows(labelled)
+        rows = rows[np.isfinite(labelled.properties[target][rows])]  # e.g. epochs_to_converge of a net that never did
+        sample = np.sort(np.random.default_rng(args.seed).permutation(rows)[: args.n])
+        archs = [labelled.archs[i] for i in sample]
+        ghn = load_ghn(args.ghn)
+        embedding, has_graph = labelled_features(ghn, labelled.space, archs)
+        # A net with no path from input to output computes a constant (chance accuracy): it has no graph,
+        # so the GHN cannot take it; such architectures are left out for every proxy and predictor alike.
+        log.info("%d of %d sampled distinct architectures have a graph; the rest are left out",
+                 has_graph.sum(), len(archs))
+        archs, embedding = [a for a, ok in zip(archs, has_graph) if ok], embedding[has_graph]
+        labels = labelled.properties[target][sample[has_graph]]
+        if len(archs) < 2:
+            raise ValueError(f"{args.labels}: expected at least 2 sampled architectures with a graph and a finite "
+                             f"{target!r} to rank, got {len(archs)}")
+        build = functools.partial(build_architecture, labelled.space)
+        fold = cv_folds(len(archs), args.seed)
+        ctx = ProxyContext.from_data(ghn, data_dir=args.data_dir, seed=args.seed, device="cpu")
+        values = proxy_values(archs, args.proxies, ctx, build=build, seed=args.seed)
+        table = {name: score(v, labels, fold, "proxy") for name, v in values.items()}
+        if fold is None:
+            log.info("%d nets are too few for %d-fold cross-validation: no predictors", len(archs), CV_FOLDS)
+        else:
+            features = {"embedding": embedding}
+            for name in args.predictors:
+                predictor, kind = PREDICTORS[name]
+                if kind not in features:  # "embedding+graph": one more trace of each net
+                    features[kind] = architecture_features(ghn, [build(a) for a in archs])
+                values[name] = out_of_fold(predictor, features[kind], labels, fold, seed=args.seed)
+                table[name] = score(values[name], labels, fold, "predictor")
+        lines = _markdown(table, labelled, target, args, n_distinct=len(rows), n=len(archs), cv=fold is not None)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scorecard.md").write_text("\n".join(lines) + "\n")
+        nets = [{"arch": a, "label": float(labels[i]), "fold": None if fold is None else int(fold[i]),
+                 **{name: _finite_or_none(v[i]) for name, v in values.items()}} for i, a in enumerate(archs)]
+        record = {"args": vars(args), "space": labelled.space, "target": target, "recipe": labelled.recipe,
+                  "cv": f"{CV_FOLDS}-fold, by distinct net" if fold is not None else None,
+                  "table": {name: dataclasses.asdict(row) for name, row in table.items()}, "nets": nets}
+        (out / "scorecard.json").write_text(json.dumps(record, indent=1))
+        _plots(values, labels, table, out, f"{target} ({_recipe_name(labelled)})")
+        print("\n".join(lines))
+    return 0
+
+
+def _markdown(table: dict[str, Score], labelled: LabelledSet, target: str, args: argparse.Namespace, *,
+              n_distinct: int, n: int, cv: bool) -> list[str]:
+    """The table and what it was measured on, as BENCHMARKS.md shows it."""
+    lines = [f"{labelled.space} {target} ({_recipe_name(labelled)}): {n} architectures, a seeded sample (seed "
+             f"{args.seed}) of the {n_distinct} distinct nets of {args.labels}, less nets without an input-output "
+             f"path; GHN {args.ghn or 'shipped'}.", "",
+             "| proxy or predictor | Kendall tau | Spearman rho | Kendall tau per test fold, mean ± sd | n |",
+             "|---|---|---|---|---|"]
+    for name, row in table.items():
+        folds = "-" if row.fold_kendall_mean is None else f"{row.fold_kendall_mean:.3f} ± {row.fold_kendall_sd:.3f}"
+        shown = f"{name} (out-of-fold)" if row.kind == "predictor" else name
+        lines.append(f"| {shown} | {row.kendall:.3f} | {row.spearman:.3f} | {folds} | {row.n} |")
+    if cv:
+        lines += ["", f"Predictors are scored by out-of-fold predictions: {CV_FOLDS}-fold cross-validation by cell "
+                  f"(by distinct net, so isomorphic strings of one NB201 cell are one net and never on both sides), "
+                  f"seed {args.seed}. Every proxy is computed once per net and scored on the same nets and the same "
+                  f"{CV_FOLDS} test folds."]
+    return lines
+
+
+def _recipe_name(labelled: LabelledSet) -> str:
+    recipe = labelled.recipe
+    return recipe.get("name") or f"SGD {recipe.get('epochs')} epoch(s) x {recipe.get('max_batches') or 'all'} batches"
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None  # JSON has no NaN
+
+
+def _plots(values: dict[str, np.ndarray], labels: np.ndarray, table: dict[str, Score], out: Path,
+           label_name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,76 +234,13 @@ def _plots(values: dict[str, np.ndarray], labels: np.ndarray, table: dict, out: 
         ok = np.isfinite(v)
         fig, ax = plt.subplots(figsize=(4, 3.2), dpi=110)
         ax.scatter(v[ok], labels[ok], s=6, alpha=0.5, label=f"{int(ok.sum())} architectures")
-        ax.set_xlabel(name)
+        ax.set_xlabel(f"{name} (out-of-fold)" if table[name].kind == "predictor" else name)
         ax.set_ylabel(label_name)
-        ax.set_title(f"{name}: rho {table[name]['spearman']:.2f}, tau {table[name]['kendall']:.2f}")
+        ax.set_title(f"{name}: tau {table[name].kendall:.2f}, rho {table[name].spearman:.2f}")
         ax.legend(loc="lower right")
         fig.tight_layout()
-        fig.savefig(out / f"scatter_{name.split('(')[0]}.png")
+        fig.savefig(out / f"scatter_{name}.png")
         plt.close(fig)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nas.scorecard", description=__doc__)
-    parser.add_argument("--labels", required=True,
-                        help="a labelled NAS-Bench-201 CSV, or the JSON lines of python -m nas.label")
-    parser.add_argument("--target", default="clean_acc", choices=["clean_acc", "noisy_acc"],
-                        help="the label of a nas.label file (a NAS-Bench-201 CSV: CIFAR-10 accuracy)")
-    parser.add_argument("--proxies", nargs="+", default=["params", "flops", "naswot", "synflow", "ghn_accuracy"])
-    parser.add_argument("--n", type=int, default=500, help="architectures sampled from the labelled set")
-    parser.add_argument("--ghn", default=None, help="GHN checkpoint (default: the shipped one)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/scorecard")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with user_errors(args.debug):
-        space, rows, label_name = read_labels(args.labels, args.target)
-        rows = random.Random(args.seed).sample(rows, min(args.n, len(rows)))
-        build = functools.partial(build_architecture, space)
-        # A net with no path from input to output computes a constant (chance accuracy): it has no graph,
-        # so the GHN cannot take it; such architectures are left out for every proxy alike.
-        kept = [r for r in rows if _has_graph(build(r[0]))]
-        log.info("%d of %d sampled architectures have a graph; the rest are left out", len(kept), len(rows))
-        archs, labels = [r[0] for r in kept], np.array([r[1] for r in kept])
-        ghn = load_ghn(args.ghn)
-        ctx = ProxyContext.from_data(ghn, data_dir=args.data_dir, seed=args.seed, device="cpu")
-        table, values = score_proxies(archs, labels, args.proxies, ctx, build=build, seed=args.seed)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        lines = [f"{space} {label_name}: {len(archs)} architectures (a seeded sample, seed {args.seed}, of "
-                 f"{args.labels}, less nets without an input-output path); GHN {args.ghn or 'shipped'}",
-                 "", "| proxy | rho, all | tau, all | n | rho, held-out half | tau, held-out half | n |",
-                 "|---|---|---|---|---|---|---|"]
-        lines += [_row(name, row) for name, row in table.items()]
-        if any("held_out" in row for row in table.values()):
-            lines += ["", "Regressors are fitted on the other half of the sample; every row's held-out "
-                      "columns are scored on the same nets."]
-        (out / "scorecard.md").write_text("\n".join(lines) + "\n")
-        (out / "scorecard.json").write_text(json.dumps({"args": vars(args), "table": table}, indent=1))
-        _plots(values, labels, table, out, label_name)
-        print("\n".join(lines))
-    return 0
-
-
-def _row(name: str, row: dict) -> str:
-    """One markdown row: rank correlations over all nets (proxies only) and over the held-out half."""
-    whole = (f"{row['spearman']:.3f} | {row['kendall']:.3f} | {row['n']}" if row["scored_on"] == "all"
-             else "- | - | -")
-    held = row.get("held_out")
-    held = f"{held['spearman']:.3f} | {held['kendall']:.3f} | {held['n']}" if held else "- | - | -"
-    return f"| {name} | {whole} | {held} |"
-
-
-def _has_graph(model: nn.Module) -> bool:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
-            Graph.from_module(model)
-        return True
-    except GraphError:
-        return False
 
 
 if __name__ == "__main__":
