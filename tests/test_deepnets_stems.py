@@ -131,3 +131,12 @@ def test_old_store_format_is_refused(tmp_path):
         StoreWriter(path, SPLITS["test"], 10, 5)
     StoreWriter(path, SPLITS["test"], 10, 5, overwrite=True).close()
     assert DeepNets1M(path).split == "test"
+
+
+def test_vit_net_runs_at_another_resolution():
+    # A label recipe trains at 16 px: the positional encoding is resized, its parameter shape unchanged.
+    net = Network(arch(VIT_CELL, stem_type=1, ks=5), 8, 10)
+    shape = net.stem[1].weight.shape
+    for size in (16, 32):
+        assert net(torch.randn(2, 3, size, size)).shape == (2, 10)
+    assert net.stem[1].weight.shape == shape

@@ -192,7 +192,9 @@ class CSE(nn.Module):
 
 
 class PosEnc(nn.Module):
-    """Learned additive positional encoding of shape (1, C, s, s) after the ViT patchify stem."""
+    """Learned additive positional encoding of shape (1, C, s, s) after the ViT patchify stem. Images of
+    another size get it resized bilinearly (as ViTs fine-tune at a new resolution), so a net built for
+    32 px also runs, e.g., a label recipe's 16 px."""
 
     def __init__(self, C: int, size: int):
         super().__init__()
@@ -200,7 +202,10 @@ class PosEnc(nn.Module):
         nn.init.trunc_normal_(self.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.weight
+        weight = self.weight
+        if weight.shape[-2:] != x.shape[-2:]:
+            weight = nn.functional.interpolate(weight, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return x + weight
 
 
 @dataclass(frozen=True)
