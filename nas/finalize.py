@@ -16,7 +16,7 @@ from scipy.stats import rankdata
 from ghn_core.data import get_dataset_info, load_split
 from ghn_core.model import GHN2
 
-from .sgd import SGDRecipe, train_sgd
+from .sgd import SGDRecipe, init_from_ghn, train_sgd
 from .report import top_trials
 
 __all__ = ["finalize"]
@@ -37,11 +37,7 @@ def finalize(study: optuna.Study, space, k: int, recipe: SGDRecipe, *, init: str
         torch.manual_seed(seed)
         model = space.rebuild(trial.user_attrs)
         if init == "ghn":
-            # Predicted tensors only: BatchNorm keeps its running statistics for ordinary training.
-            params = ghn.predict_params([model])[0]
-            with torch.no_grad():
-                for name, tensor in params.items():
-                    model.get_parameter(name).copy_(tensor)
+            init_from_ghn(model, ghn)
         labels = train_sgd(model, recipe, data_dir=data_dir, device=device, seed=seed)
         log.info("trial %d (proxy rank %d): clean %.2f%%, noisy %.2f%%", trial.number, rank, labels["clean_acc"],
                  labels["noisy_acc"])

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +27,7 @@ from ghn_core.utils import lookup, user_errors
 from .sgd import RECIPES, SGDRecipe, build_architecture, train_sgd
 
 __all__ = ["SGDRecipe", "RECIPES", "PROPERTIES", "LabelledSet", "train_sgd", "build_architecture", "read_labelled",
-           "read_labels", "validate_architecture", "main"]
+           "read_labels", "sample_architectures", "validate_architecture", "main"]
 
 log = logging.getLogger("nas.label")
 
@@ -118,6 +117,32 @@ def validate_architecture(space: str, arch: str, *, where: str) -> None:
         raise ArchitectureError(f"{where}: {err}") from None
 
 
+def sample_architectures(space: str, n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct architectures drawn as the search's random sampler draws them (seeded), minus
+    those the space rejects: the same list for the same arguments, so a labelling run resumes."""
+    import optuna
+
+    from .space import ATTR, get_space
+
+    if n < 1:
+        raise ValueError(f"expected a sample of at least 1 architecture, got {n}")
+    space_ = get_space(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    archs: dict[str, None] = {}  # insertion-ordered set
+    for _ in range(100 * n):
+        trial = study.ask()
+        try:
+            space_.suggest(trial)
+            record = trial.user_attrs[ATTR]
+            archs.setdefault(json.loads(record) if space == "nb201" else record)  # NB201 stores a JSON string
+        except optuna.TrialPruned:
+            pass  # rejected by the space's filters (DeepNets-1M: disconnected, too large, ...)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        if len(archs) == n:
+            return list(archs)
+    raise ValueError(f"the {space} space gave only {len(archs)} distinct architectures in {100 * n} draws")
+
+
 def read_labels(path: str, target: str) -> tuple[str, list[tuple[str, float]], str]:
     """(space, [(architecture, label)], what the label is) of one property of a labelled file."""
     labelled = read_labelled(path)
@@ -136,7 +161,10 @@ def read_labels(path: str, target: str) -> tuple[str, list[tuple[str, float]], s
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas.label", description=__doc__)
     parser.add_argument("--space", required=True, choices=["deepnets", "nb201"])
-    parser.add_argument("--archs", required=True, help="one architecture per line (NB201 string or DeepNets JSON)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--archs", help="one architecture per line (NB201 string or DeepNets JSON)")
+    source.add_argument("--sample", type=int, metavar="N",
+                        help="label N distinct architectures drawn at random from the space (seeded by --seed)")
     parser.add_argument("--out", required=True, help="JSON-lines file; appended to and resumed")
     parser.add_argument("--recipe", default="paper", help=f"one of {', '.join(RECIPES)}")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -149,25 +177,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # --sample's throwaway study is no news
     with user_errors(args.debug):
         recipe = lookup(RECIPES, args.recipe, "recipe")
         overrides = {"epochs": args.epochs, "max_batches": args.max_batches, "eval_batches": args.eval_batches}
         recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
-        archs = [line.strip() for line in Path(args.archs).read_text().splitlines() if line.strip()][: args.limit]
-        for n, arch in enumerate(archs, start=1):  # every line checked before any training
-            validate_architecture(args.space, arch, where=f"{args.archs}, line {n}")
+        if args.sample is not None:
+            archs = sample_architectures(args.space, args.sample, args.seed)[: args.limit]
+        else:
+            archs = [line.strip() for line in Path(args.archs).read_text().splitlines() if line.strip()][: args.limit]
+            for n, arch in enumerate(archs, start=1):  # every line checked before any training
+                validate_architecture(args.space, arch, where=f"{args.archs}, line {n}")
         out = Path(args.out)
         done = set()
         if out.exists():
             done = {json.loads(line)["arch"] for line in out.read_text().splitlines() if line.strip()}
         todo = [a for a in archs if a not in done]
         log.info("%d architectures, %d already labelled in %s", len(archs), len(archs) - len(todo), out)
+        from .oracle import SGDOracle
+
+        oracle = SGDOracle(args.space, recipe, data_dir=args.data_dir, device=args.device, seed=args.seed)
         for i, arch in enumerate(todo):
-            start = time.perf_counter()
-            labels = train_sgd(build_architecture(args.space, arch, width_scale=recipe.width_scale), recipe, data_dir=args.data_dir, device=args.device,
-                               seed=args.seed)
+            labels = oracle.label(arch)
+            cost = labels.pop("cost_s")
             record = {"arch": arch, "space": args.space, **labels, "recipe": asdict(recipe), "seed": args.seed,
-                      "train_time_s": round(time.perf_counter() - start, 1)}
+                      "train_time_s": cost}
             with out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             log.info("[%d/%d] clean %.2f%% noisy %.2f%% (%.0f s)", i + 1, len(todo), labels["clean_acc"],

@@ -232,21 +232,33 @@ def predictors_path(ghn_path: str | Path | None = None) -> Path:
 
 def labelled_features(ghn: GHN2, space: str, archs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """GHN embeddings of ``archs`` (n, hid), NaN rows for nets without an input-output path (no graph;
-    they compute a constant), and the (n,) mask of the rows that have one. One GHN pass per 16 nets."""
+    they compute a constant), and the (n,) mask of the rows that have one. One GHN pass per 16 nets,
+    embedded 1024 graphs at a time (memory stays bounded). NB201 graphs come straight from the strings
+    (``nb201_graph``, the traced graphs without building or tracing a net) when the GHN's images fit."""
+    from ghn_core.graph.nb201 import nb201_graph
+
     from .label import build_architecture
 
-    graphs, ok = [], np.zeros(len(archs), dtype=bool)
+    # nb201_graph equals tracing the built net (16 channels, 10 classes) at any side divisible by 4;
+    # tracing also warns when the GHN has other classes than 10
+    emit = space == "nb201" and ghn.config.image_size % 4 == 0 and ghn.config.num_classes == 10
+    chunk = 1024   # a multiple of embed's batch of 16: every GHN pass holds the nets one call would
+    X = np.full((len(archs), ghn.config.hid), np.nan)
+    ok = np.zeros(len(archs), dtype=bool)
+    graphs: list[Graph] = []
+    rows: list[int] = []   # the row of each held graph
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GraphWarning)
         for i, arch in enumerate(tqdm(archs, desc="graphs", unit="net", disable=None if len(archs) >= 50 else True)):
             try:
-                graphs += ghn.graphs([build_architecture(space, arch)])
+                graphs += [nb201_graph(arch, s_max=ghn.s_max)] if emit else ghn.graphs([build_architecture(space, arch)])
                 ok[i] = True
+                rows.append(i)
             except GraphError:
                 pass
-    X = np.full((len(archs), ghn.config.hid), np.nan)
-    if graphs:
-        X[ok] = ghn.embed(graphs=graphs).numpy()
+            if graphs and (len(graphs) == chunk or i == len(archs) - 1):
+                X[rows] = ghn.embed(graphs=graphs).numpy()
+                graphs, rows = [], []
     return X, ok
 
 

@@ -203,7 +203,7 @@ def write_architectures(study: optuna.Study, out: str | Path, k: int) -> list[Ar
             log.warning("trial %d: no drawing of its graph: %s", t.number, err)
             drawing = None
         flops_m = float(t.user_attrs["proxy_flops"]) if "proxy_flops" in t.user_attrs else _flops(model)
-        save_architecture(path, space_name, t.user_attrs, study=study.study_name, trial=t.number, rank=rank,
+        save_architecture(path, space.name, t.user_attrs, study=study.study_name, trial=t.number, rank=rank,
                           proxies={key.removeprefix("proxy_"): v for key, v in t.user_attrs.items()
                                    if key.startswith("proxy_")},
                           num_params=num_params, flops_m=flops_m,

@@ -34,16 +34,20 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from ghn_core import load_ghn
+from ghn_core.data import load_split
 from ghn_core.errors import DisconnectedGraphError, GhnNasError
 from ghn_core.model.checkpoint import state_hash
 from ghn_core.utils import lookup, non_negative_int, positive_int, resolve_device, user_errors
 
 from .finalize import finalize
-from .label import SGDRecipe
 from .objectives import SHIPPED, resolve_objectives
 from .predictors import file_digest, fit_on_labels, load_predictor, load_predictors, predictors_path, save_predictor
 from .proxies import ProxyContext, compute
 from .report import architecture_file, axis_label, plural, top_trials, write_report
+from .budget import CLAIM, LabelBudgetSampler, label_objective, label_property, labelled_trials, make_candidates
+from .label import RECIPES, SGDRecipe, read_labelled, sample_architectures
+from .oracle import SGDOracle, TableOracle
+from .pool import POOL_PREFIX, Pool
 from .space import get_space
 from .storage import dashboard_url, fail_own_trials, mask_url, open_storage, recover_orphans, worker_id
 
@@ -74,20 +78,43 @@ class SearchConfig:
     workers: int = 1                   # processes running trials on the study at once
     sampler: str = "auto"              # auto (TPE / NSGA-II), tpe, nsga2, random (a baseline)
     labels: str | None = None          # nas.label records: accuracy/robustness scored by a fitted regressor
+    label_budget: int | None = None    # trials are labels (nas.budget): at most this many, chosen by a model
+    label_from: str | None = None      # ... looked up in this labelled file (benchmarking) instead of SGD
+    label_recipe: str = "cpu"          # ... else trained with this nas.sgd recipe from the GHN's parameters
+    candidates: int = 500              # ... among this many seeded random architectures (a pool: all of it)
 
     def resolved_name(self) -> str:
-        return self.study_name or f"{'+'.join(self.objective)}-{self.space}"
+        space = f"pool-{Path(self.space.removeprefix(POOL_PREFIX)).stem}" if self.is_pool else self.space
+        return self.study_name or f"{'+'.join(self.objective)}-{space}"
+
+    @property
+    def is_pool(self) -> bool:
+        return self.space.startswith(POOL_PREFIX)
+
+    def base_space(self) -> str:
+        """The space the architectures belong to: ``space``, or a pool's (``pool:FILE``)."""
+        return get_space(self.space).name if self.is_pool else self.space
 
     def resolved_out(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / self.resolved_name()
 
+    def label_property(self) -> str:
+        """The label a label-budget study maximises (``nas.budget.OBJECTIVE_LABELS``)."""
+        if len(self.objective) != 1:
+            raise ValueError(f"a label budget needs one objective, got {' '.join(self.objective)}")
+        available = list(read_labelled(self.label_from).properties) if self.label_from else None
+        return label_property(self.objective[0], available)
+
     def proxies(self) -> tuple[list[str], list[str]]:
         """(proxy names, directions) of the objectives: label regressors in place of GHN accuracy
-        proxies when ``labels`` is set, else the predictors shipped beside the GHN where they exist."""
+        proxies when ``labels`` is set, else the predictors shipped beside the GHN where they exist;
+        with a label budget, the label itself."""
+        if self.label_budget is not None:
+            return [f"label_{self.label_property()}"], ["maximize"]
         # A GHN without predictors beside it (a user's own, not yet fitted) keeps the raw GHN proxies.
         with_predictors = predictors_path(self.ghn).is_file()
         return resolve_objectives(self.objective, regress=self.labels is not None,
-                                  space=self.space if with_predictors else None)
+                                  space=self.base_space() if with_predictors else None)
 
     def resolved_storage(self) -> str:
         """The storage URL: ``--storage``, else a file under studies/ (SQLite for one worker, a
@@ -137,9 +164,15 @@ SAMPLERS = {"auto": None, "tpe": optuna.samplers.TPESampler, "nsga2": optuna.sam
             "random": optuna.samplers.RandomSampler}
 
 
-def make_sampler(name: str, seed: int, *, multi_objective: bool) -> optuna.samplers.BaseSampler:
-    """``auto``: TPE for one objective, NSGA-II for several; ``random``: the random-search baseline."""
+def make_sampler(name: str, seed: int, *, multi_objective: bool, pool: bool = False) -> optuna.samplers.BaseSampler:
+    """``auto``: TPE for one objective, NSGA-II for several, and on a pool (whose index has no structure
+    a model could learn) every architecture once in a seeded random order; ``random``: the random-search
+    baseline."""
     if lookup(SAMPLERS, name, "sampler") is None:
+        if pool:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable in use since 3.1
+                return optuna.samplers.BruteForceSampler(seed=seed)
         name = "nsga2" if multi_objective else "tpe"
     return SAMPLERS[name](seed=seed)
 
@@ -161,8 +194,13 @@ def open_study(cfg: SearchConfig) -> optuna.Study:
 
 def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
     """``open_study``, also returning the proxy context (GHN on the device, images) it checked."""
+    space = get_space(cfg.space)  # an unknown space or a bad pool fails before anything is written
+    if cfg.label_budget is not None:
+        _check_label_budget(cfg, space)
+    elif cfg.is_pool and cfg.trials > len(space.pool):
+        raise ValueError(f"--trials {cfg.trials} is more than the {len(space.pool)} architectures of the pool "
+                         f"{space.pool.source}")
     proxies, directions = cfg.proxies()
-    get_space(cfg.space)  # an unknown space fails before anything is written
     resolve_device(cfg.device)
     if cfg.labels is not None and not Path(cfg.labels).is_file():
         raise FileNotFoundError(f"no labels at {cfg.labels}: give the JSON lines python -m nas.label wrote")
@@ -172,13 +210,20 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
     # Fitted before the storage is touched (bad labels: nothing written), saved once the study checks out.
     regressed = [p.removeprefix("predicted_") for p in proxies if p.startswith("predicted_")]
     shipped = _shipped_predictors(cfg, ghn, regressed)  # the ones beside the GHN (checked against it)
-    if cfg.space in SHIPPED and not predictors_path(cfg.ghn).is_file() and cfg.labels is None:
+    if cfg.base_space() in SHIPPED and not predictors_path(cfg.ghn).is_file() and cfg.labels is None:
         log.info("no predictors beside %s: GHN proxies score the objectives (fit them: python -m nas.predictors fit)",
                  cfg.ghn)
-    predictors = {label: fit_on_labels(ghn, cfg.labels, label, space=cfg.space, seed=cfg.seed) for label in regressed
+    predictors = {label: fit_on_labels(ghn, cfg.labels, label, space=cfg.base_space(), seed=cfg.seed) for label in regressed
                   if label not in shipped}
-    # The image data too (a missing or empty --data-dir), and only then the storage.
-    ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir, device=cfg.device)
+    # The image data too (a missing or empty --data-dir), and only then the storage. Labels looked up in
+    # a table need no images; labels trained need the training set.
+    if cfg.label_budget is None:
+        ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir,
+                                     device=cfg.device)
+    else:
+        if not cfg.label_from:
+            load_split("cifar10", "train", data_dir=cfg.data_dir)
+        ctx = ProxyContext(ghn, *(torch.empty(0),) * 3, resolve_device(cfg.device), cfg.seed)
     url = cfg.resolved_storage()
     if cfg.storage is None:
         Path("studies").mkdir(exist_ok=True)  # the default folder; a given path's folder must exist
@@ -190,6 +235,11 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
         raise GhnNasError(mask_url(f"cannot open the study storage {url!r}: {type(err).__name__}: {err}", url)) from None
     attrs = {"objective": cfg.objective, "proxies": proxies, "space": cfg.space, "seed": cfg.seed, "ghn_hash": ghn_hash,
              "sampler": cfg.sampler, "labels": labels_digest}
+    if cfg.label_budget is not None:  # a continued study must label the same way
+        attrs["label_budget"] = cfg.label_budget
+        attrs["oracle"] = ({"table": cfg.label_from, "sha256": file_digest(cfg.label_from)} if cfg.label_from
+                           else {"sgd": cfg.label_recipe, "init": "ghn"})
+        attrs["candidates"] = "pool" if cfg.is_pool else cfg.candidates
     if shipped:  # which predictors scored the study: a continued study must use the same file
         path = predictors_path(cfg.ghn)
         attrs["shipped_predictors"] = {"path": str(path), "sha256": file_digest(path), "properties": shipped}
@@ -212,15 +262,37 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
     return study, ctx
 
 
+def _check_label_budget(cfg: SearchConfig, space) -> None:
+    """A label budget's inputs, checked before anything is written: one objective with a label, a table of
+    the same space (or a known recipe), and no more labels than candidates."""
+    cfg.label_property()  # one objective that has a label (in the table, if one is given)
+    if cfg.label_from:
+        if not cfg.is_pool:
+            raise ValueError("--label-from looks labels up in a table: search a pool of its architectures "
+                             "(--space pool:FILE)")
+        oracle = TableOracle(read_labelled(cfg.label_from))
+        missing = [arch for arch in space.pool.archs if arch not in oracle]
+        if missing:
+            raise ValueError(f"--label-from {cfg.label_from} has no label for {len(missing)} of the pool's "
+                             f"{len(space.pool)} architectures (the first: {missing[0][:80]})")
+    else:
+        lookup(RECIPES, cfg.label_recipe, "label recipe")
+    n = len(space.pool) if cfg.is_pool else cfg.candidates
+    if cfg.label_budget > n:
+        raise ValueError(f"--label-budget {cfg.label_budget} is more than the {n} candidate architectures"
+                         + (f" of the pool {space.pool.source}" if cfg.is_pool else " (--candidates)"))
+
+
 def _shipped_predictors(cfg: SearchConfig, ghn, labels: Sequence[str]) -> list[str]:
     """The labels among ``labels`` that the predictors shipped beside the GHN score on ``cfg.space``
     (without --labels); loading them checks they were fitted on this GHN's embeddings."""
-    wanted = [label for label in labels if f"predicted_{label}" in SHIPPED.get(cfg.space, {}).values()]
+    space = cfg.base_space()
+    wanted = [label for label in labels if f"predicted_{label}" in SHIPPED.get(space, {}).values()]
     if wanted and cfg.labels is None:
         bundle = load_predictors(ghn, predictors_path(cfg.ghn))
-        missing = [label for label in wanted if (cfg.space, label) not in bundle]
+        missing = [label for label in wanted if (space, label) not in bundle]
         if missing:
-            raise GhnNasError(f"the predictors beside the GHN have no {cfg.space} {', '.join(missing)}: fit them with "
+            raise GhnNasError(f"the predictors beside the GHN have no {space} {', '.join(missing)}: fit them with "
                               f"python -m nas.predictors fit, or search on the raw proxy (--objective ghn_accuracy)")
         return wanted
     return []
@@ -238,13 +310,15 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
     """
     proxies, directions = cfg.proxies()
     study = optuna.load_study(study_name=cfg.resolved_name(), storage=open_storage(cfg.resolved_storage()))
+    if cfg.label_budget is not None:
+        return _budget_worker(cfg, study, index, progress=progress, ctx=ctx)
     done = _complete(study)
     if done >= cfg.trials:
         return
     # A continued study must not replay the draws of its first run, and workers must not draw alike:
     # offset the seed by the trials already complete and by the worker index.
     seed = cfg.seed + done + 7919 * index
-    study.sampler = make_sampler(cfg.sampler, seed, multi_objective=len(directions) > 1)
+    study.sampler = make_sampler(cfg.sampler, seed, multi_objective=len(directions) > 1, pool=cfg.is_pool)
     if ctx is None:
         ctx = ProxyContext.from_data(load_ghn(cfg.ghn), n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir,
                                      device=cfg.device)
@@ -254,20 +328,30 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
                       for label, path in study.user_attrs.get("predictors", {}).items()}
     if "shipped_predictors" in study.user_attrs:
         bundle = load_predictors(ghn, study.user_attrs["shipped_predictors"]["path"])
-        ctx.predictors.update({label: bundle[(cfg.space, label)]
+        ctx.predictors.update({label: bundle[(cfg.base_space(), label)]
                                for label in study.user_attrs["shipped_predictors"]["properties"]})
     objective = make_objective(get_space(cfg.space), proxies, ctx)
-    bar = tqdm(total=cfg.trials, initial=done, desc=f"study {cfg.resolved_name()}", unit="trial",
-               disable=not progress)
+    run_until(study, objective, cfg.trials, desc=f"study {cfg.resolved_name()}", progress=progress)
+
+
+def run_until(study: optuna.Study, objective: Callable[[optuna.Trial], float | tuple], target: int, *,
+              counts: Callable[[optuna.Study], tuple[int, int]] | None = None, desc: str = "study",
+              unit: str = "trial", progress: bool = True) -> None:
+    """Run ``objective`` one trial at a time until ``counts(study)`` (done, running; default: complete
+    and running trials, every worker's) has ``target`` done, retrying the trials of dead workers and
+    waiting rather than starting a trial the running ones will make surplus."""
+    if counts is None:
+        def counts(study: optuna.Study) -> tuple[int, int]:
+            return _complete(study), _count(study, TrialState.RUNNING)
+    bar = tqdm(total=target, initial=min(counts(study)[0], target), desc=desc, unit=unit, disable=not progress)
     try:
         while True:
             recover_orphans(study)
-            done = _complete(study)
+            done, running = counts(study)
             bar.update(done - bar.n)
-            if done >= cfg.trials:
+            if done >= target:
                 break
-            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-            if done + running >= cfg.trials:
+            if done + running >= target:
                 time.sleep(0.5)  # the study is finishing in other workers (or they died: recovered above)
                 continue
             study.optimize(objective, n_trials=1)
@@ -277,6 +361,39 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
         raise
     finally:
         bar.close()
+
+
+def _candidates_pool(cfg: SearchConfig) -> Pool:
+    """What a label-budget study labels among: the pool, or ``cfg.candidates`` seeded draws of the space."""
+    if cfg.is_pool:
+        return get_space(cfg.space).pool
+    archs = sample_architectures(cfg.space, cfg.candidates, cfg.seed)
+    return Pool(cfg.space, tuple(archs), f"{len(archs)} random {cfg.space} architectures (seed {cfg.seed})")
+
+
+def _oracle(cfg: SearchConfig, ghn):
+    if cfg.label_from:
+        return TableOracle(read_labelled(cfg.label_from))
+    return SGDOracle(cfg.base_space(), RECIPES[cfg.label_recipe], ghn=ghn, data_dir=cfg.data_dir, device=cfg.device,
+                     seed=cfg.seed)
+
+
+def _budget_worker(cfg: SearchConfig, study: optuna.Study, index: int, *, progress: bool,
+                   ctx: ProxyContext | None) -> None:
+    """One worker of a label-budget study: label what :func:`nas.budget.propose` asks for until the study
+    holds ``cfg.label_budget`` labels (every worker's)."""
+    def counts(study: optuna.Study) -> tuple[int, int]:
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if CLAIM in t.user_attrs]
+        return len(labelled_trials(study)), len(running)
+
+    if counts(study)[0] >= cfg.label_budget:
+        return  # a resumed study that is done labels nothing
+    ghn = ctx.ghn if ctx is not None else load_ghn(cfg.ghn)
+    candidates = make_candidates(ghn, _candidates_pool(cfg), progress=progress)
+    study.sampler = LabelBudgetSampler(candidates, cfg.seed + 7919 * index)
+    objective = label_objective(candidates, _oracle(cfg, ghn), cfg.label_property(), cfg.label_budget)
+    run_until(study, objective, cfg.label_budget, counts=counts, desc=f"labels {cfg.resolved_name()}", unit="label",
+              progress=progress)
 
 
 def _drop_interrupt_traceback(record: logging.LogRecord) -> bool:
@@ -295,10 +412,10 @@ def _spawned_worker(cfg: SearchConfig, index: int) -> None:
 def _check_counts(cfg: SearchConfig) -> None:
     """Counts out of range are refused before anything is written (as argparse does for the CLI)."""
     at_least = {"trials": 1, "n_images": 1, "workers": 1, "top_k": 0, "final_epochs": 0, "final_batches": 1,
-                "final_eval_batches": 1}
+                "final_eval_batches": 1, "label_budget": 1, "candidates": 1}
     for name, low in at_least.items():
         value = getattr(cfg, name)
-        if value is None and name in ("final_batches", "final_eval_batches"):
+        if value is None and name in ("final_batches", "final_eval_batches", "label_budget"):
             continue  # None: the whole set
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
@@ -314,8 +431,12 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
         raise GhnNasError(f"{cfg.workers} workers on SQLite storage {mask_url(cfg.resolved_storage())!r} would wait "
                           f"on its lock: use --storage journal:FILE (one host) or a PostgreSQL URL")
     study, ctx = _open_study(cfg)
-    log.info("study %s in %s: %d of %d trials complete", cfg.resolved_name(), mask_url(cfg.resolved_storage()),
-             _complete(study), cfg.trials)
+    if cfg.label_budget is None:
+        log.info("study %s in %s: %d of %d trials complete", cfg.resolved_name(), mask_url(cfg.resolved_storage()),
+                 _complete(study), cfg.trials)
+    else:
+        log.info("study %s in %s: %d of %d labels", cfg.resolved_name(), mask_url(cfg.resolved_storage()),
+                 len(labelled_trials(study)), cfg.label_budget)
     if cfg.workers == 1:
         search_worker(cfg, 0, progress=progress, ctx=ctx)
     else:
@@ -353,7 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="accuracy, robustness, efficiency, trainability, or a proxy's name (several: "
                              "multi-objective; on nb201, accuracy is scored by the predictor shipped beside the GHN, "
                              "ghn_accuracy is the raw GHN proxy) (default: %(default)s)")
-    parser.add_argument("--space", default=defaults.space, help="deepnets or nb201 (default: %(default)s)")
+    parser.add_argument("--space", default=defaults.space,
+                        help="deepnets, nb201, or pool:FILE, a fixed list of architectures (a nas.label JSONL, an "
+                             "NB201 CSV, or one architecture per line) (default: %(default)s)")
     parser.add_argument("--trials", type=positive_int, default=defaults.trials,
                         help="complete trials the study should have; a rerun continues up to this (default: %(default)s)")
     parser.add_argument("--top-k", type=non_negative_int, default=defaults.top_k,
@@ -393,6 +516,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", default=None,
                         help="nas.label JSON lines of this space: score accuracy/robustness by an SVR on GHN "
                              "embeddings fitted on their clean/noisy accuracy (saved in the run folder)")
+    parser.add_argument("--label-budget", type=positive_int, default=None, metavar="K",
+                        help="spend K labels instead of scoring proxies: each trial labels the architecture a model "
+                             "of the labels so far expects best (nas.budget); the final candidates are the labelled "
+                             "ones (one objective: accuracy or robustness)")
+    parser.add_argument("--label-from", default=None, metavar="FILE",
+                        help="with --label-budget on a pool: look labels up in this labelled file (an NB201 CSV or "
+                             "nas.label JSONL) instead of training; for benchmarking searches")
+    parser.add_argument("--label-recipe", default=defaults.label_recipe,
+                        help=f"with --label-budget: the SGD recipe of a label, from the GHN's predicted parameters "
+                             f"({', '.join(RECIPES)}) (default: %(default)s)")
+    parser.add_argument("--candidates", type=positive_int, default=defaults.candidates,
+                        help="with --label-budget on a space (not a pool): seeded random architectures to choose "
+                             "among (default: %(default)s)")
     parser.add_argument("--out", default=None,
                         help="run folder for report.md, trials.csv, plots and label regressors "
                              "(default: runs/<study name>)")
@@ -415,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{plural(_complete(study), 'complete trial')} ({_count(study, TrialState.PRUNED)} pruned, "
               f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
-        trained = cfg.final_epochs > 0 and cfg.top_k > 0
+        trained = cfg.final_epochs > 0 and cfg.top_k > 0 and cfg.label_budget is None  # labels are final
         if trained:
             recipe = SGDRecipe(epochs=cfg.final_epochs, max_batches=cfg.final_batches,
                                eval_batches=cfg.final_eval_batches)

@@ -23,7 +23,7 @@ from ghn_core.utils import resolve_device
 
 from .space import ATTR, get_space
 
-__all__ = ["SGDRecipe", "RECIPES", "SCHEDULES", "train_sgd", "build_architecture"]
+__all__ = ["SGDRecipe", "RECIPES", "SCHEDULES", "train_sgd", "build_architecture", "init_from_ghn"]
 
 SCHEDULES = ("cosine", "onecycle")
 
@@ -121,6 +121,16 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
             "noisy_acc": _test_accuracy(model, noisy, recipe.eval_batches, recipe.resolution),
             "inference_ms": latency_ms(model, sample),
             "epochs_to_converge": converged, "train_acc_curve": curve}
+
+
+def init_from_ghn(model: nn.Module, ghn) -> nn.Module:
+    """Copy the GHN's predicted parameters into ``model`` (in place) as its starting point for SGD.
+    Predicted tensors only: BatchNorm keeps its running statistics for ordinary training."""
+    params = ghn.predict_params([model])[0]
+    with torch.no_grad():
+        for name, tensor in params.items():
+            model.get_parameter(name).copy_(tensor)
+    return model
 
 
 def build_architecture(space: str, arch: str, num_classes: int = 10, width_scale: float = 1.0) -> nn.Module:

@@ -130,8 +130,13 @@ SPACES: dict[str, Callable[..., Any]] = {"deepnets": DeepNetsSpace, "nb201": NB2
 
 
 def get_space(name: str, **kwargs: Any):
-    """A built-in space by name (``deepnets``, ``nb201``); an unknown name lists the known ones."""
-    return lookup(SPACES, name, "search space")(**kwargs)
+    """A built-in space by name (``deepnets``, ``nb201``), or ``pool:FILE`` (a fixed list, ``nas.pool``);
+    an unknown name lists the known ones."""
+    if name.startswith("pool:"):
+        from .pool import PoolSpace, read_pool
+
+        return PoolSpace(read_pool(name.removeprefix("pool:")))
+    return lookup(SPACES, name, "search space", extra="; or pool:FILE")(**kwargs)
 
 
 def save_architecture(path: str | os.PathLike, space: str, user_attrs: Mapping[str, Any], **info: Any) -> Path:
