@@ -14,7 +14,7 @@ pool's own benchmark its choices rest on, whether spent during the search or bef
 fitted on the pool's cells counts them). Nets that compute the same function (NB201 strings of one
 cell) share the proxy values and features of the first of them; each keeps its own label.
 
-Proxy values are cached under ``~/.cache/ghn-nas/benchmark`` (keyed by the pool's and the GHN's
+Proxy values are cached under ``~/.cache/ghn-nas/benchmark`` (``$GHN_NAS_CACHE``; keyed by the pool's and the GHN's
 digests); ``--out`` gets ``benchmark.md``, ``benchmark.json`` and ``benchmark.png``.
 """
 from __future__ import annotations
@@ -169,6 +169,7 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
             data_dir: str | None = None, proxies: Sequence[str] | None = None, progress: bool = True) -> BenchmarkInputs:
     """Read the pool, embed its nets, and score them with every zero-label strategy."""
     from ghn_core import load_ghn
+    from ghn_core.data import resolve_cache_dir
     from ghn_core.model.checkpoint import state_hash
 
     from .predictors import file_digest, load_predictors, predictors_path
@@ -186,7 +187,7 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     ghn = load_ghn(ghn_path)
     candidates = make_candidates(ghn, pool, progress=progress)
     proxies = list(proxies if proxies is not None else (*ZERO_COST, GHN_RAW[objective]))
-    cache = (Path("~/.cache/ghn-nas/benchmark").expanduser()
+    cache = (resolve_cache_dir() / "benchmark"
              / f"{file_digest(pool_path)[:16]}-{state_hash(ghn.state_dict())[:12]}-{n_images}img.npz")
     scores = _proxy_scores(pool, candidates, proxies, ghn, n_images=n_images, data_dir=data_dir, cache=cache,
                            progress=progress)
