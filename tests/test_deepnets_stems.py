@@ -133,10 +133,12 @@ def test_old_store_format_is_refused(tmp_path):
     assert DeepNets1M(path).split == "test"
 
 
-def test_vit_net_runs_at_another_resolution():
-    # A label recipe trains at 16 px: the positional encoding is resized, its parameter shape unchanged.
-    net = Network(arch(VIT_CELL, stem_type=1, ks=5), 8, 10)
-    shape = net.stem[1].weight.shape
+@pytest.mark.parametrize("glob_avg", [True, False])
+def test_vit_net_runs_at_another_resolution(glob_avg):
+    # A label recipe trains at 16 px: the positional encoding is resized and a flatten head gets the map
+    # size it was built for; no parameter changes shape.
+    net = Network(arch(VIT_CELL, stem_type=1, ks=5, glob_avg=glob_avg), 8, 10)
+    shapes = {name: p.shape for name, p in net.named_parameters()}
     for size in (16, 32):
         assert net(torch.randn(2, 3, size, size)).shape == (2, 10)
-    assert net.stem[1].weight.shape == shape
+    assert {name: p.shape for name, p in net.named_parameters()} == shapes

@@ -25,6 +25,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchitectureError
@@ -207,6 +208,7 @@ class Network(nn.Module):
                     nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, 2, 1, bias=False), make_norm(C, norm, trs))
             self.cells = nn.ModuleList(Cell(cell, norm, arch.preproc, trs) for cell in layout.cells)
             self.pool = nn.AdaptiveAvgPool2d(1) if arch.glob_avg else nn.Identity()
+            self.head_size = None if arch.glob_avg else layout.head_size  # side of the flattened feature map
             num_features = layout.num_features * (1 if arch.glob_avg else layout.head_size ** 2)
             if arch.fc_layers == 1:
                 self.classifier = nn.Linear(num_features, num_classes)
@@ -219,7 +221,12 @@ class Network(nn.Module):
         s1 = self.stem1(s0) if self.stem1 is not None else s0
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1)
-        return self.classifier(torch.flatten(self.pool(s1), 1))
+        x = self.pool(s1)
+        if self.head_size is not None and x.shape[-1] != self.head_size:
+            # Images of another size than the net was built for (a label recipe's 16 px): the flatten head
+            # gets the map it expects. Not traced at the built size, so graphs are unchanged.
+            x = F.adaptive_avg_pool2d(x, self.head_size)
+        return self.classifier(torch.flatten(x, 1))
 
     def extra_repr(self) -> str:
         return f"C={self.C}, num_classes={self.num_classes}, imagenet={self.imagenet}"
