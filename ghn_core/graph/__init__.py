@@ -6,7 +6,8 @@
 
 Files: ``vocab.py`` (node types and the op/module table, :func:`register_module`), ``trace.py``
 (module -> raw graph), ``virtual_edges.py``, ``graph.py`` (:class:`Graph`), ``batch.py``
-(:class:`GraphBatch`), ``draw.py``.
+(:class:`GraphBatch`), ``draw.py``, ``nb201.py`` (NAS-Bench-201 string -> the traced graph, without
+a network; imported on use).
 """
 from .batch import GraphBatch, node_offset_fields
 from .graph import Graph, topological_levels

@@ -13,11 +13,11 @@ from scipy.sparse.csgraph import breadth_first_order
 from torch import nn
 
 from ..errors import GraphError
-from .trace import GraphWarning, trace_module
+from .trace import GraphWarning, RawGraph, trace_module
 from .virtual_edges import DEFAULT_S_MAX, shortest_path_edges
 from .vocab import NODE_TYPES, OP_INDEX, OP_NAMES, SOURCE_KINDS
 
-__all__ = ["Graph", "topological_levels", "ARRAY_FORMAT_VERSION"]
+__all__ = ["Graph", "topological_levels", "skipped_warning", "ARRAY_FORMAT_VERSION"]
 
 ARRAY_FORMAT_VERSION = 1
 _POOL_IDS = frozenset(OP_INDEX[k] for k in ("max_pool", "avg_pool"))
@@ -45,6 +45,16 @@ def topological_levels(edge_index: np.ndarray, num_nodes: int) -> tuple[np.ndarr
         if bwd[d] >= bwd[s]:
             bwd[s] = bwd[d] + 1
     return np.asarray(fwd, dtype=np.int64), np.asarray(bwd, dtype=np.int64)
+
+
+def skipped_warning(model_name: str, skipped: Mapping[str, str], num_params: int) -> GraphWarning:
+    """The warning naming the ``skipped`` parameters (name -> reason) of a model of ``num_params`` tensors."""
+    by_reason = defaultdict(list)
+    for name, reason in skipped.items():
+        by_reason[reason].append(name)
+    lines = "\n".join(f"  {reason}: {', '.join(names)}" for reason, names in by_reason.items())
+    return GraphWarning(f"{model_name}: {len(skipped)} of {num_params} parameter tensors have no node in "
+                        f"the graph and will not be predicted:\n{lines}")
 
 
 def _join(strings: Sequence[str]) -> np.ndarray:
@@ -126,6 +136,15 @@ class Graph:
                 output does not depend on the input, or part of the graph is unreachable from the input.
         """
         raw = trace_module(model, input_shape, module_kinds=module_kinds, strict=strict)
+        graph = cls.from_raw(raw, s_max=s_max)
+        if raw.skipped:
+            warnings.warn(skipped_warning(type(model).__name__, raw.skipped, len(dict(model.named_parameters()))),
+                          stacklevel=2)
+        return graph
+
+    @classmethod
+    def from_raw(cls, raw: RawGraph, *, s_max: int = DEFAULT_S_MAX) -> "Graph":
+        """The graph of a :class:`~ghn_core.graph.trace.RawGraph`: virtual edges added, validated."""
         n = len(raw.kinds)
         edge_index, edge_dist = shortest_path_edges(raw.edge_index, n, s_max)
         graph = cls(
@@ -135,17 +154,7 @@ class Graph:
             edge_index=edge_index, edge_dist=edge_dist, s_max=int(s_max), skipped=raw.skipped,
             output_shape=raw.output_shape,
         )
-        graph.validate()
-        if raw.skipped:
-            total = len(dict(model.named_parameters()))
-            by_reason = defaultdict(list)
-            for name, reason in raw.skipped.items():
-                by_reason[reason].append(name)
-            lines = "\n".join(f"  {reason}: {', '.join(names)}" for reason, names in by_reason.items())
-            warnings.warn(GraphWarning(
-                f"{type(model).__name__}: {len(raw.skipped)} of {total} parameter tensors have no node in "
-                f"the graph and will not be predicted:\n{lines}"), stacklevel=2)
-        return graph
+        return graph.validate()
 
     def with_virtual_edges(self, s_max: int) -> "Graph":
         """The same graph with virtual edges recomputed up to ``s_max`` hops (1: none)."""

@@ -37,7 +37,7 @@ import heapq
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import DisconnectedGraphError, GraphError, UnsupportedModuleError
 from .vocab import CONV_KINDS, FUNCTION_OPS, SOURCE_KINDS, check_overrides, module_param_kind, raw_param_kind
 
-__all__ = ["RawGraph", "trace_module", "canonical_shape", "GraphWarning"]
+__all__ = ["RawGraph", "trace_module", "finish_raw_graph", "canonical_shape", "GraphWarning"]
 
 
 class GraphWarning(UserWarning):
@@ -670,18 +670,36 @@ def _finish(model: nn.Module, tracer: _Tracer, out: Any, strict: bool) -> RawGra
             f"no node kind for parameters: {listing}. Give their module type one with "
             f"ghn_core.graph.register_module(ModuleType, kind) or Graph.from_module(..., module_kinds=...)")
 
-    n_all = len(tracer.kinds)
     for p in list(tracer.pending):      # inline parameters never met by data: fed by constants
         tracer.edges.add((0, p))
-    src = np.fromiter((e[0] for e in tracer.edges), dtype=np.int64, count=len(tracer.edges))
-    dst = np.fromiter((e[1] for e in tracer.edges), dtype=np.int64, count=len(tracer.edges))
+    return finish_raw_graph(tracer.kinds, tracer.shapes, tracer.names, tracer.bias_names, tracer.edges, prov,
+                            model_name=type(model).__name__,
+                            param_names=[name for name, _ in model.named_parameters()],
+                            unsupported=unsupported, output_shape=tuple(y.shape))
+
+
+def finish_raw_graph(kinds: Sequence[str], shapes: Sequence[tuple], names: Sequence[str],
+                     bias_names: Sequence[str], edges: Collection[tuple[int, int]], out: Collection[int], *,
+                     model_name: str, param_names: Sequence[str], unsupported: Mapping[str, str] | None = None,
+                     output_shape: tuple[int, ...] | None = None) -> RawGraph:
+    """Nodes in creation order (node 0 the input) and real edges -> the :class:`RawGraph`.
+
+    Keeps the nodes that reach ``out`` (the nodes the output tensor holds), sorts them topologically
+    with ties broken by creation order, flags the classifier, and lists in ``skipped`` every name of
+    ``param_names`` (``model.named_parameters()``, in order) without a node. Shared by the tracer and
+    by builders that emit the tracer's nodes without running a model (:mod:`ghn_core.graph.nb201`).
+    """
+    unsupported = unsupported or {}
+    n_all = len(kinds)
+    src = np.fromiter((e[0] for e in edges), dtype=np.int64, count=len(edges))
+    dst = np.fromiter((e[1] for e in edges), dtype=np.int64, count=len(edges))
 
     # keep the nodes that reach the output (reverse BFS)
     preds: list[list[int]] = [[] for _ in range(n_all)]
     for s, d in zip(src.tolist(), dst.tolist()):
         preds[d].append(s)
     keep = np.zeros(n_all, dtype=bool)
-    stack = list(prov)
+    stack = list(out)
     while stack:
         v = stack.pop()
         if not keep[v]:
@@ -710,18 +728,19 @@ def _finish(model: nn.Module, tracer: _Tracer, out: Any, strict: bool) -> RawGra
                 heapq.heappush(heap, d)
     n_keep = int(keep.sum())
     if len(order) != n_keep:
-        stuck = sorted({tracer.names[v] or tracer.kinds[v] for v in range(n_all) if keep[v] and v not in set(order)})
-        raise GraphError(f"the traced graph of {type(model).__name__} has a cycle through: {', '.join(stuck[:10])}")
+        stuck = sorted({names[v] or kinds[v] for v in range(n_all) if keep[v] and v not in set(order)})
+        raise GraphError(f"the traced graph of {model_name} has a cycle through: {', '.join(stuck[:10])}")
     if order[0] != 0:
         raise GraphError("internal error: the input node is not first")   # cannot happen: it has no predecessor
     new_id = np.full(n_all, -1, dtype=np.int64)
     new_id[order] = np.arange(n_keep)
     edge_index = np.stack([new_id[src], new_id[dst]])
 
-    kinds = [tracer.kinds[v] for v in order]
-    names = [tracer.names[v] for v in order]
-    bias_names = [tracer.bias_names[v] for v in order]
-    shapes = [tracer.shapes[v] for v in order]
+    traced = {n for n in names if n} | {n for n in bias_names if n}
+    kinds = [kinds[v] for v in order]
+    names = [names[v] for v in order]
+    bias_names = [bias_names[v] for v in order]
+    shapes = [shapes[v] for v in order]
 
     # the classifier: the last weight of a conv/linear and the bias right after it (GHN-2's flags)
     is_cls = np.zeros(n_keep, dtype=bool)
@@ -734,9 +753,8 @@ def _finish(model: nn.Module, tracer: _Tracer, out: Any, strict: bool) -> RawGra
                 is_cls[d] = True
 
     covered = {n for n in names if n} | {n for n in bias_names if n}
-    traced = {n for n in tracer.names if n} | {n for n in tracer.bias_names if n}
     skipped = {}
-    for name, _ in model.named_parameters():
+    for name in param_names:
         if name in covered:
             continue
         if name in unsupported:
@@ -748,5 +766,5 @@ def _finish(model: nn.Module, tracer: _Tracer, out: Any, strict: bool) -> RawGra
             skipped[name] = "does not influence the output"
         else:
             skipped[name] = "not used in forward (traced in eval mode)"
-    return RawGraph(kinds, shapes, names, bias_names, edge_index, is_cls, skipped, unsupported,
-                    tuple(y.shape))
+    return RawGraph(kinds, shapes, names, bias_names, edge_index, is_cls, skipped, dict(unsupported),
+                    output_shape)

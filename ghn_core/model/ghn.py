@@ -157,6 +157,11 @@ class GHN2(nn.Module):
     def input_shape(self) -> tuple[int, int, int, int]:
         return (1, 3, self.config.image_size, self.config.image_size)
 
+    @property
+    def s_max(self) -> int:
+        """The longest virtual edge of this GHN's graphs (1: none)."""
+        return max(self.config.virtual_edges, 1)
+
     def graphs(self, models: Sequence[nn.Module], *, strict: bool = False) -> list[Graph]:
         """The computational graphs of ``models`` with this GHN's virtual-edge cutoff.
 
@@ -167,7 +172,7 @@ class GHN2(nn.Module):
         """
         graphs = []
         for m in models:
-            g = Graph.from_module(m, self.input_shape, s_max=max(self.config.virtual_edges, 1), strict=strict)
+            g = Graph.from_module(m, self.input_shape, s_max=self.s_max, strict=strict)
             if g.output_shape is not None and len(g.output_shape) != 2:
                 raise GraphError(f"{type(m).__name__} is not a classifier: on input {self.input_shape} its forward "
                                  f"returned shape {g.output_shape}; a GHN predicts parameters of nets that "
