@@ -16,7 +16,7 @@ from scipy.stats import rankdata
 from ghn_core.data import get_dataset_info, load_split
 from ghn_core.model import GHN2
 
-from .sgd import SGDRecipe, init_from_ghn, train_sgd
+from .sgd import SGDRecipe, init_from_ghn, rebuild_scaled, train_sgd
 from .report import top_trials
 
 __all__ = ["finalize"]
@@ -35,7 +35,7 @@ def finalize(study: optuna.Study, space, k: int, recipe: SGDRecipe, *, init: str
     records = []
     for rank, trial in enumerate(trials, start=1):
         torch.manual_seed(seed)
-        model = space.rebuild(trial.user_attrs)
+        model = rebuild_scaled(space, trial.user_attrs, recipe.width_scale)
         if init == "ghn":
             init_from_ghn(model, ghn)
         labels = train_sgd(model, recipe, data_dir=data_dir, device=device, seed=seed)

@@ -17,6 +17,7 @@ silently switch labels).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import multiprocessing
 import platform
@@ -70,9 +71,10 @@ class SearchConfig:
     data_dir: str | None = None
     n_images: int = 512                # validation images the GHN proxies score on
     device: str = "auto"
-    final_epochs: int = 1              # SGD epochs for each top-k candidate (0: no final training)
-    final_batches: int | None = 50     # batches of 96 images per final epoch (None: the whole set)
-    final_eval_batches: int | None = 20    # test batches of 256 scored per candidate (None: all 10k)
+    final_recipe: str = "cpu"          # nas.sgd recipe of the top-k's SGD training: the label recipe
+    final_epochs: int | None = None    # overrides of the recipe: epochs (0: no final training),
+    final_batches: int | None = None   # ... batches per epoch (0: the whole training set)
+    final_eval_batches: int | None = None  # ... and test batches of 256 scored (0: all 10k)
     init: str = "random"               # final training from "random" init or the GHN's parameters ("ghn")
     out: str | None = None             # run folder for the report; default runs/<study_name>
     workers: int = 1                   # processes running trials on the study at once
@@ -97,6 +99,14 @@ class SearchConfig:
 
     def resolved_out(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / self.resolved_name()
+
+    def final_sgd_recipe(self) -> SGDRecipe:
+        """The final candidates' SGD recipe: ``final_recipe`` with the ``final_*`` overrides (0 batches: all)."""
+        recipe = lookup(RECIPES, self.final_recipe, "final recipe")
+        overrides = {"epochs": self.final_epochs, "max_batches": self.final_batches,
+                     "eval_batches": self.final_eval_batches}
+        return dataclasses.replace(recipe, **{name: (value if name == "epochs" else value or None)
+                                              for name, value in overrides.items() if value is not None})
 
     def label_property(self) -> str:
         """The label a label-budget study maximises (``nas.budget.OBJECTIVE_LABELS``)."""
@@ -411,11 +421,11 @@ def _spawned_worker(cfg: SearchConfig, index: int) -> None:
 
 def _check_counts(cfg: SearchConfig) -> None:
     """Counts out of range are refused before anything is written (as argparse does for the CLI)."""
-    at_least = {"trials": 1, "n_images": 1, "workers": 1, "top_k": 0, "final_epochs": 0, "final_batches": 1,
-                "final_eval_batches": 1, "label_budget": 1, "candidates": 1}
+    at_least = {"trials": 1, "n_images": 1, "workers": 1, "top_k": 0, "final_epochs": 0, "final_batches": 0,
+                "final_eval_batches": 0, "label_budget": 1, "candidates": 1}
     for name, low in at_least.items():
         value = getattr(cfg, name)
-        if value is None and name in ("final_batches", "final_eval_batches", "label_budget"):
+        if value is None and name in ("final_epochs", "final_batches", "final_eval_batches", "label_budget"):
             continue  # None: the whole set
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
@@ -426,6 +436,7 @@ def run_search(cfg: SearchConfig, *, progress: bool = True) -> optuna.Study:
     in this process (``cfg.workers == 1``) or in ``cfg.workers`` processes sharing the study."""
     _check_counts(cfg)
     lookup(SAMPLERS, cfg.sampler, "sampler")  # before anything is written
+    cfg.final_sgd_recipe()
     resolve_device(cfg.device)  # a machine without the device: refused before the study exists
     if cfg.workers > 1 and cfg.resolved_storage().startswith("sqlite"):
         raise GhnNasError(f"{cfg.workers} workers on SQLite storage {mask_url(cfg.resolved_storage())!r} would wait "
@@ -503,13 +514,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="held-out validation images the GHN proxies score each net on (default: %(default)s)")
     parser.add_argument("--device", default=defaults.device,
                         help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: %(default)s)")
-    parser.add_argument("--final-epochs", type=non_negative_int, default=defaults.final_epochs,
-                        help="SGD epochs for each of the top-k (0: skip final training) (default: %(default)s)")
-    parser.add_argument("--final-batches", type=non_negative_int, default=defaults.final_batches,
-                        help="batches per final epoch (a CPU budget; 0: the whole training set) (default: %(default)s)")
-    parser.add_argument("--final-eval-batches", type=non_negative_int, default=defaults.final_eval_batches,
-                        help="test batches of 256 scored per candidate (a CPU budget; 0: the whole test set) "
-                             "(default: %(default)s)")
+    parser.add_argument("--final-recipe", default=defaults.final_recipe,
+                        help=f"SGD recipe of the top-k's final training ({', '.join(RECIPES)}); the label recipe by "
+                             f"default, so a study's true accuracy means what a label means (default: %(default)s)")
+    parser.add_argument("--final-epochs", type=non_negative_int, default=None,
+                        help="override the recipe's epochs (0: skip final training)")
+    parser.add_argument("--final-batches", type=non_negative_int, default=None,
+                        help="override the recipe's batches per epoch (0: the whole training set)")
+    parser.add_argument("--final-eval-batches", type=non_negative_int, default=None,
+                        help="override the recipe's test batches of 256 scored per candidate (0: the whole test set)")
     parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init,
                         help="final training from PyTorch's random init or from the GHN's predicted "
                              "parameters (default: %(default)s)")
@@ -537,8 +550,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k != "debug"})
-    cfg.final_batches = cfg.final_batches or None
-    cfg.final_eval_batches = cfg.final_eval_batches or None
     # Optuna logs the trial Ctrl-C interrupted with a 40-line traceback; the line below says what happened.
     logging.getLogger("optuna.study._optimize").addFilter(_drop_interrupt_traceback)
     with user_errors(args.debug):
@@ -551,10 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{plural(_complete(study), 'complete trial')} ({_count(study, TrialState.PRUNED)} pruned, "
               f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")
         print(_table(study, cfg.top_k))
-        trained = cfg.final_epochs > 0 and cfg.top_k > 0 and cfg.label_budget is None  # labels are final
+        recipe = cfg.final_sgd_recipe()
+        trained = recipe.epochs > 0 and cfg.top_k > 0 and cfg.label_budget is None  # labels are final
         if trained:
-            recipe = SGDRecipe(epochs=cfg.final_epochs, max_batches=cfg.final_batches,
-                               eval_batches=cfg.final_eval_batches)
             finalize(study, get_space(cfg.space), cfg.top_k, recipe, init=cfg.init,
                      ghn=load_ghn(cfg.ghn) if cfg.init == "ghn" else None, data_dir=cfg.data_dir, device=cfg.device,
                      seed=cfg.seed)

@@ -9,6 +9,7 @@ these measures to label files; ``nas.finalize`` stores them on a study.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from ghn_core.utils import resolve_device
 
 from .space import ATTR, get_space
 
-__all__ = ["SGDRecipe", "RECIPES", "SCHEDULES", "train_sgd", "build_architecture", "init_from_ghn"]
+__all__ = ["SGDRecipe", "RECIPES", "SCHEDULES", "train_sgd", "build_architecture", "rebuild_scaled", "init_from_ghn"]
 
 SCHEDULES = ("cosine", "onecycle")
 
@@ -133,11 +134,20 @@ def init_from_ghn(model: nn.Module, ghn) -> nn.Module:
     return model
 
 
+def rebuild_scaled(space, user_attrs: dict[str, Any], width_scale: float = 1.0) -> nn.Module:
+    """``space.rebuild(user_attrs)`` with the space's first-stage width (NB201 16, DeepNets-1M C=32)
+    times ``width_scale``: label recipes train narrower copies. A pool builds as its space does."""
+    space = getattr(space, "base", space)
+    if width_scale != 1.0:
+        if not hasattr(space, "C"):
+            raise ValueError(f"the recipe scales widths by {width_scale}, but the {space.name} space has no width C: "
+                             f"pick a recipe with width_scale 1")
+        space = dataclasses.replace(space, C=max(1, round(space.C * width_scale)))
+    return space.rebuild(user_attrs)
+
+
 def build_architecture(space: str, arch: str, num_classes: int = 10, width_scale: float = 1.0) -> nn.Module:
     """The network of one architecture line (an NB201 string or a DeepNets-1M JSON record), built by
-    the search space ``space`` as its ``rebuild`` would, with its first-stage width (NB201 16,
-    DeepNets-1M C=32) times ``width_scale`` (label recipes train narrower copies)."""
+    the search space ``space`` as its ``rebuild`` would, at ``width_scale`` (see :func:`rebuild_scaled`)."""
     record = {ATTR: arch if space == "deepnets" else json.dumps(arch)}
-    default = get_space(space)  # an unknown space name lists the known ones
-    C = max(1, round(default.C * width_scale))
-    return get_space(space, num_classes=num_classes, C=C).rebuild(record)
+    return rebuild_scaled(get_space(space, num_classes=num_classes), record, width_scale)

@@ -132,7 +132,7 @@ def test_search_counts_out_of_range_in_process(tmp_path, ghn_ckpt, monkeypatch, 
         with pytest.raises(SystemExit) as exit_info:
             main([*args, "--ghn", ghn_ckpt])
         assert exit_info.value.code == 2 and needle in capsys.readouterr().err
-    for field, value in [("trials", 0), ("n_images", 0), ("top_k", -1), ("final_batches", 0)]:
+    for field, value in [("trials", 0), ("n_images", 0), ("top_k", -1), ("final_batches", -1), ("label_budget", 0)]:
         with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be an integer >= "):
             run_search(SearchConfig(**{field: value}, ghn=ghn_ckpt, device="cpu"), progress=False)
     assert list(tmp_path.iterdir()) == []  # no studies/, no runs/
