@@ -238,8 +238,8 @@ def plot(results: dict[str, dict], pool: dict, y: np.ndarray, path: Path) -> Non
         k, m, s = map(np.array, zip(*budget))
         ax.errorbar(k, m, yerr=s, fmt="o-", color="C3", capsize=3, label="label-budget search (mean ± sd)")
     for i, (name, r) in enumerate((n, r) for n, r in results.items() if not n.startswith(("random@", "budget@"))):
-        spent = f", fitted on {r['labels_spent']} labels" if r["labels_spent"] else ""
-        ax.axhline(r["mean"], color=f"C{i}", ls="--", lw=1, label=f"{name} (no search{spent})")
+        spent = f"fitted on {r['labels_spent']} labels" if r["labels_spent"] else "no labels"
+        ax.axhline(r["mean"], color=f"C{i}", ls="--", lw=1, label=f"{name} ({spent})")
     ax.axhline(pool["best"], color="k", ls=":", lw=1, label="pool's best")
     ax.set_xscale("log")
     ax.set_xlabel("labels spent")

@@ -13,6 +13,10 @@ robustness objectives are scored by the paper's property predictor instead: an S
 graph embedding to the clean or noisy SGD accuracy, fitted on those records. It is saved in the run
 folder and recorded on the study (path, and the labels' digest, so a continued study cannot
 silently switch labels).
+
+``--space pool:FILE`` searches a fixed list of architectures (``nas.pool``). ``--label-budget K``
+spends K labels instead of scoring proxies: each trial labels the candidate a model of the labels so
+far expects best (``nas.budget``), by SGD or, with ``--label-from``, from a table (``nas.oracle``).
 """
 from __future__ import annotations
 
