@@ -17,7 +17,7 @@ COMPARE_BATCHES=${COMPARE_BATCHES:-50}  # its budget (the main job's): at 30, mo
 BATCHES=${BATCHES:-30}    # SGD budget of every trained net: 1 epoch of at most BATCHES batches of 96
 EVAL=${EVAL:-10}          # ... scored on EVAL test batches of 256 (clean and noisy)
 storage="sqlite:///studies/studies.db"
-common=(--space deepnets --trials "$TRIALS" --top-k "$TOP_K" --final-epochs 1 --final-batches "$BATCHES"
+common=(--space deepnets --trials "$TRIALS" --top-k "$TOP_K" --final-recipe paper --final-epochs 1 --final-batches "$BATCHES"
         --final-eval-batches "$EVAL" --device cpu --seed 0 --storage "$storage")
 label=(--space deepnets --recipe cpu --epochs 1 --max-batches "$COMPARE_BATCHES" --eval-batches "$EVAL"
        --device cpu --seed 0)   # the comparison's SGD labels
