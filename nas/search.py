@@ -219,6 +219,10 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
     if cfg.labels is not None and not Path(cfg.labels).is_file():
         raise FileNotFoundError(f"no labels at {cfg.labels}: give the JSON lines python -m nas.label wrote")
     ghn = load_ghn(cfg.ghn)
+    if (ghn.config.num_classes, ghn.config.image_size) != (10, 32):  # proxies score CIFAR-10 images
+        raise GhnNasError(f"the GHN {cfg.ghn} predicts {ghn.config.num_classes}-class nets for "
+                          f"{ghn.config.image_size} px images; the search scores CIFAR-10 (10 classes, 32 px): "
+                          f"give a CIFAR-10 GHN (the shipped one, or ghn_core.train --dataset cifar10)")
     ghn_hash = state_hash(ghn.state_dict())
     labels_digest = file_digest(cfg.labels) if cfg.labels else None
     # Fitted before the storage is touched (bad labels: nothing written), saved once the study checks out.

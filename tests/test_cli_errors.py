@@ -106,6 +106,21 @@ def test_a_corrupt_checkpoint_is_one_line_naming_the_file(workdir, ghn_ckpt, cif
     assert snapshot(workdir) == before
 
 
+def test_a_ghn_for_another_dataset_is_refused_before_anything_is_stored(workdir, cifar_dir):
+    import torch
+
+    from ghn_core.model import create_ghn, save_checkpoint
+
+    torch.manual_seed(0)
+    ghn = create_ghn("ghn2", num_classes=100)
+    save_checkpoint(workdir / "ghn100.pt", {"config": ghn.config.to_dict(), "state_dict": ghn.state_dict()})
+    before = snapshot(workdir)
+    proc = run_cli("nas.search", "--ghn", "ghn100.pt", "--trials", "1", "--space", "nb201", "--device", "cpu",
+                   cwd=workdir, data_dir=cifar_dir)
+    assert_user_error(proc, "predicts 100-class nets for 32 px images", "CIFAR-10")
+    assert snapshot(workdir) == before
+
+
 def assert_usage_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     """argparse's refusal: usage, then one ``prog: error: ...`` line; exit 2, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
