@@ -22,6 +22,7 @@ from nas.pool import PoolSpace, read_pool
 from nas.search import main as search_main
 from nas.search import make_sampler
 from nas.sgd import SGDRecipe
+from nas.storage import open_storage
 
 from test_cli_errors import assert_user_error, run_cli
 
@@ -195,3 +196,17 @@ def test_benchmark_reports_exact_figures(tmp_path, pool_csv, ghn_ckpt, cifar_dir
     assert budget["labels_spent"] == 6 and budget["seeds"] == 2 and 86.0 <= budget["mean"] <= 91.0
     assert budget["percentile"] == pytest.approx(100.0 * (y <= budget["mean"]).mean(), abs=100 / 12)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["benchmark.json", "benchmark.md", "benchmark.png"]
+
+
+def test_two_workers_share_one_budget_without_labelling_a_net_twice(tmp_path, pool_csv, ghn_ckpt):
+    # Table labels are instant, so the workers may or may not overlap: the race itself is
+    # test_claims_and_budget_are_checked_before_labelling; this checks the whole command holds its budget.
+    storage = f"journal:{tmp_path / 's.journal'}"
+    argv = ["--space", f"pool:{pool_csv}", "--objective", "accuracy", "--label-budget", "8", "--label-from",
+            str(pool_csv), "--ghn", ghn_ckpt, "--storage", storage, "--study-name", "w", "--workers", "2",
+            "--out", str(tmp_path / "run"), "--top-k", "1"]
+    assert search_main(argv) == 0
+    study = optuna.load_study(study_name="w", storage=open_storage(storage))
+    labels = labelled_trials(study)
+    assert len(labels) == 8 and len({t.user_attrs[CLAIM] for t in labels}) == 8
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
