@@ -12,15 +12,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ghn_core.data import BatchLoader, get_dataset_info, load_split
+from ghn_core.data import BatchLoader, add_noise, get_dataset_info, load_split, normalize
 from ghn_core.evaluate import accuracy, latency_ms
-from ghn_core.utils import resolve_device
+from ghn_core.utils import resolve_device, torch_generator
 
 from .space import ATTR, get_space
 
@@ -68,11 +68,27 @@ def _resize(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
 
 
-def _test_accuracy(model: nn.Module, loader: BatchLoader, max_batches: int | None, resolution: int | None) -> float:
+def _test_accuracy(model: nn.Module, loader: BatchLoader, max_batches: int | None,
+                   to_input: Callable[[torch.Tensor], torch.Tensor]) -> float:
     loader.set_epoch(0)
     # Running statistics of the training just done; images as the loader gives them (no channels-last).
-    return accuracy(model, ((_resize(x, resolution), y) for x, y in loader), max_batches,
-                    batch_statistics=False, channels_last=False)
+    return accuracy(model, ((to_input(x), y) for x, y in loader), max_batches, batch_statistics=False,
+                    channels_last=False)
+
+
+def _noisy_at(resolution: int, info, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Normalised test images -> the net's input at ``resolution`` with the dataset's Gaussian noise
+    added to its [0, 1] pixels. Noise added before resizing would be averaged away (at 16 px its sd
+    halves), so noisy accuracy would read as clean accuracy."""
+    mean = torch.tensor(info.mean, device=device)[:, None, None]
+    std = torch.tensor(info.std, device=device)[:, None, None]
+    generator = torch_generator(1112, device)
+
+    def to_input(x: torch.Tensor) -> torch.Tensor:
+        x01 = (_resize(x, resolution) * std + mean).clamp_(0, 1)
+        return normalize(add_noise(x01, info.noise_sigma, generator), info)
+
+    return to_input
 
 
 def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", data_dir: str | None = None,
@@ -86,8 +102,14 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
     test_set = load_split(dataset, "test", data_dir=data_dir)
     # The ImageFolder copy is sorted by class: a fixed seeded order keeps partial test passes fair.
     test = BatchLoader(test_set, 256, shuffle=True, augment=False, device=device, seed=1111)
-    noisy = BatchLoader(test_set, 256, shuffle=True, augment=False, device=device, seed=1111,
-                        noise_sigma=get_dataset_info(dataset).noise_sigma)
+    info = get_dataset_info(dataset)
+    resized = recipe.resolution is not None and recipe.resolution != test_set.images.shape[-1]
+    if resized:  # noise on the pixels the net sees
+        noisy, noisy_input = test, _noisy_at(recipe.resolution, info, device)
+    else:
+        noisy = BatchLoader(test_set, 256, shuffle=True, augment=False, device=device, seed=1111,
+                            noise_sigma=info.noise_sigma)
+        noisy_input = (lambda x: x)
     steps_per_epoch = min(len(train), recipe.max_batches or len(train))
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     total_steps = recipe.epochs * steps_per_epoch
@@ -118,8 +140,9 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
         if converged is None and curve[-1] >= recipe.converged_at:
             converged = epoch + 1
     sample = _resize(test_set.images[:64].to(device).float() / 255, recipe.resolution)
-    return {"clean_acc": _test_accuracy(model, test, recipe.eval_batches, recipe.resolution),
-            "noisy_acc": _test_accuracy(model, noisy, recipe.eval_batches, recipe.resolution),
+    clean_input = (lambda x: _resize(x, recipe.resolution))
+    return {"clean_acc": _test_accuracy(model, test, recipe.eval_batches, clean_input),
+            "noisy_acc": _test_accuracy(model, noisy, recipe.eval_batches, noisy_input),
             "inference_ms": latency_ms(model, sample),
             "epochs_to_converge": converged, "train_acc_curve": curve}
 

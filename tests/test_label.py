@@ -89,3 +89,27 @@ def test_label_command_appends_and_resumes(tmp_path, cifar_dir, monkeypatch):
     assert [r["recipe"]["epochs"] for r in records] == [2, 1] and all(r["seed"] == 0 for r in records)
     with pytest.raises(SystemExit):
         main(args[:-4] + ["--recipe", "papr"])
+
+
+def test_noisy_labels_add_their_noise_at_the_resolution_the_net_sees():
+    # Noise added before a 32 -> 16 px resize would be averaged down to about half its sd.
+    from ghn_core.data import get_dataset_info, normalize
+    from nas.sgd import _noisy_at
+
+    info = get_dataset_info("cifar10")
+    gray = normalize(torch.full((64, 3, 32, 32), 0.5), info)
+    x = _noisy_at(16, info, torch.device("cpu"))(gray)
+    std = torch.tensor(info.std)[:, None, None]
+    mean = torch.tensor(info.mean)[:, None, None]
+    pixels = x * std + mean
+    assert x.shape == (64, 3, 16, 16)
+    assert pixels.std().item() == pytest.approx(info.noise_sigma, rel=0.05)
+    assert pixels.mean().item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_sample_architectures_is_seeded_distinct_and_valid():
+    first = label.sample_architectures("deepnets", 5, seed=3)
+    assert first == label.sample_architectures("deepnets", 5, seed=3) and len(set(first)) == 5
+    assert first != label.sample_architectures("deepnets", 5, seed=4)
+    for n, arch in enumerate(first + label.sample_architectures("nb201", 5, seed=3)):
+        label.validate_architecture("deepnets" if arch.startswith("{") else "nb201", arch, where=f"draw {n}")
