@@ -134,7 +134,6 @@ def test_oracles_are_interchangeable(pool_csv, ghn_ckpt, cifar_dir):
         assert trial.params["pool_index"] == 4 and trial.user_attrs[CLAIM] == candidates.keys[4]
         assert trial.value == trial.user_attrs[f"label_{props[kind]}"] and "label_cost_s" in trial.user_attrs
     assert study.best_trial.user_attrs["label_cost_s"] > 0  # SGD costs time; the table lookup is free
-    assert 0 <= study.best_value <= 100
 
 
 def test_claims_and_budget_are_checked_before_labelling(pool_csv, ghn_ckpt):
