@@ -189,6 +189,7 @@ def fit_on_labels(ghn: GHN2, path: str | Path, target: str, *, space: str, seed:
 
 DEFAULT_PREDICTOR = "svr-rank"
 CV_FOLDS = 5
+MIN_CV_FIT = -(-MIN_FIT * CV_FOLDS // (CV_FOLDS - 1))  # 13: each training fold keeps MIN_FIT nets
 
 
 def architecture_key(space: str, arch: str) -> str:
@@ -283,8 +284,8 @@ def fit_property(ghn: GHN2, labelled: LabelledSet, prop: str, *, predictor: str 
                                                                      [labelled.archs[i] for i in rows])
     y = labelled.properties[prop][rows]
     use = ok & np.isfinite(y)
-    if use.sum() < 2 * CV_FOLDS:
-        raise ValueError(f"{labelled.source}: expected at least {2 * CV_FOLDS} distinct architectures with a graph "
+    if use.sum() < MIN_CV_FIT:
+        raise ValueError(f"{labelled.source}: expected at least {MIN_CV_FIT} distinct architectures with a graph "
                          f"and a finite {prop!r}, got {int(use.sum())}")
     Xf, yf = X[use], y[use]
     pred = np.empty(len(yf))
@@ -388,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for labelled in sets:
                 features = labelled_features(ghn, labelled.space, [labelled.archs[i] for i in distinct_rows(labelled)])
                 for prop, values in labelled.properties.items():
-                    if np.isfinite(values).sum() < 2 * CV_FOLDS:
+                    if np.isfinite(values).sum() < MIN_CV_FIT:
                         log.info("%s: too few %s labels to fit, skipped", labelled.source, prop)
                         continue
                     p = fit_property(ghn, labelled, prop, predictor=args.predictor, seed=args.seed, features=features)

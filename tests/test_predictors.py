@@ -116,3 +116,21 @@ def test_shipped_predictors_load_with_the_shipped_ghn():
     shipped = load_predictors(load_ghn())
     nb201 = shipped[("nb201", "cifar10_test_acc_200ep")]
     assert nb201.predictor == "svr-rank" and nb201.fitted_on["n"] >= 500 and nb201.cv["kendall"] > 0.5
+
+
+def test_fit_property_needs_enough_nets_for_every_cross_validation_fold(tmp_path):
+    # Each of the 5 training folds must keep MIN_FIT (10) nets: 13 is the least that does.
+    from nas.label import read_labelled
+    from nas.predictors import fit_property
+
+    from test_pool_budget import nb201_cells, write_csv
+
+    rng = np.random.default_rng(0)
+    for n, fits in ((12, False), (13, True)):
+        labelled = read_labelled(write_csv(tmp_path / f"{n}.csv", nb201_cells(n), list(80 + rng.random(n))))
+        features = (rng.normal(size=(n, 8)), np.ones(n, dtype=bool))
+        if fits:
+            assert fit_property(None, labelled, "cifar10_test_acc_200ep", predictor="ridge", features=features).cv
+        else:
+            with pytest.raises(ValueError, match="expected at least 13 distinct architectures"):
+                fit_property(None, labelled, "cifar10_test_acc_200ep", predictor="ridge", features=features)
