@@ -158,13 +158,13 @@ def make_candidates(ghn, pool: Pool, *, progress: bool = True) -> Candidates:
     feats = StandardScaler().fit_transform(feats[:, feats.std(0) > 0])  # unsupervised: no label is used
     row = {key: j for j, key in enumerate(traced)}
     has = np.array([key in row for key in keys])
+    rows = [row[key] for key, ok in zip(keys, has) if ok]  # each pool net's traced net
     X = np.zeros((len(keys), feats.shape[1]))
-    X[has] = feats[[row[k] for k in np.array(keys)[has]]]
-    log_params = np.array(cheap)[:, FEATURE_NAMES.index("log_params")]
+    X[has] = feats[rows]
     prior = np.full(len(keys), -np.inf)
-    prior[has] = log_params[[row[k] for k in np.array(keys)[has]]]
+    prior[has] = np.array(cheap)[rows, FEATURE_NAMES.index("log_params")]
     embedding = np.full((len(keys), emb.shape[1]), np.nan)
-    embedding[has] = emb[[row[k] for k in np.array(keys)[has]]]
+    embedding[has] = emb[rows]
     return Candidates(pool, keys, X, has, prior, embedding)
 
 

@@ -105,6 +105,12 @@ def test_bad_pools_and_budgets_on_the_command_line(tmp_path, pool_csv):
     proc = run_cli("nas.search", "--space", f"pool:{pool_csv}", "--objective", "accuracy", "--label-budget", "13",
                    "--label-from", str(pool_csv), cwd=tmp_path)
     assert_user_error(proc, "--label-budget 13 is more than the 12")
+    proc = run_cli("nas.search", "--space", "nb201", "--objective", "accuracy", "--label-budget", "2", "--label-from",
+                   str(pool_csv), cwd=tmp_path)
+    assert_user_error(proc, "--label-from looks labels up in a table: search a pool")
+    proc = run_cli("nas.search", "--space", f"pool:{pool_csv}", "--objective", "accuracy", "robustness",
+                   "--label-budget", "2", "--label-from", str(pool_csv), cwd=tmp_path)
+    assert_user_error(proc, "a label budget needs one objective")
     (tmp_path / "archs.txt").write_text("\n".join(nb201_cells(3)) + "\n")
     proc = run_cli("nas.benchmark", "--pool", str(tmp_path / "archs.txt"), cwd=tmp_path)
     assert_user_error(proc, "has no labels")
