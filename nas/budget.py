@@ -44,7 +44,8 @@ CLAIM = "label_key"   # trial user attribute: the net (architecture key) the tri
 
 #: Objective -> the label properties that measure it, in order of preference.
 OBJECTIVE_LABELS: dict[str, tuple[str, ...]] = {"accuracy": ("clean_acc", "cifar10_test_acc_200ep"),
-                                                 "robustness": ("noisy_acc",)}
+                                                 "robustness": ("noisy_acc",),
+                                                 "trainability": ("train_acc_mean",)}
 
 
 def label_property(objective: str, available: Sequence[str] | None = None) -> str:
@@ -126,14 +127,14 @@ class Candidates:
 
 def make_candidates(ghn, pool: Pool, *, progress: bool = True) -> Candidates:
     """Features and prior of every pool architecture, computed once per distinct net (NB201 strings of
-    one cell share the first one's): one trace each, embeddings in batches of 256."""
+    one cell share the first one's): one graph each (``architecture_graph``), embeddings in batches of 256."""
     from ghn_core.errors import GraphError
     from ghn_core.graph import GraphWarning
     from sklearn.preprocessing import StandardScaler
     from tqdm.auto import tqdm
 
     from .label import build_architecture
-    from .predictors import FEATURE_NAMES, architecture_key, graph_features
+    from .predictors import FEATURE_NAMES, architecture_graph, architecture_key, graph_features
 
     keys = [architecture_key(pool.space, arch) for arch in pool.archs]
     first: dict[str, int] = {}
@@ -143,13 +144,12 @@ def make_candidates(ghn, pool: Pool, *, progress: bool = True) -> Candidates:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
         for key, i in tqdm(first.items(), desc="candidate graphs", unit="net", disable=not progress or None):
-            model = build_architecture(pool.space, pool.archs[i])
             try:
-                graph = ghn.graphs([model])[0]
+                graph = architecture_graph(ghn, pool.space, pool.archs[i])
             except GraphError:
                 continue  # no input-output path: nothing to embed, never proposed
             graphs.append(graph)
-            cheap.append(graph_features(graph, model))
+            cheap.append(graph_features(graph, build_architecture(pool.space, pool.archs[i])))
             traced.append(key)
     if not graphs:
         raise ValueError(f"no architecture of {pool.source} has a graph the GHN can embed")

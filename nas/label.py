@@ -2,7 +2,8 @@
 
 Each architecture is trained from scratch (or from GHN-predicted parameters) with SGD and scored on
 the test images, clean and under Gaussian noise, with its inference time and the first epoch at
-which training accuracy reaches 90% (epochs to convergence; null if it never does). One JSON line
+which training accuracy reaches 90% (epochs to convergence; null if it never does), and the mean
+training accuracy over the epochs (convergence speed that a short CPU recipe can measure). One JSON line
 per architecture, appended as soon as it is done; a re-run skips architectures already labelled.
 The paper's recipe is the default; ``--recipe cpu`` is a budget for CPU-only machines.
 
@@ -24,10 +25,10 @@ import numpy as np
 from ghn_core.utils import lookup, user_errors
 
 # Training and measuring a candidate live in nas.sgd; re-exported here, where label users look.
-from .sgd import RECIPES, SGDRecipe, build_architecture, train_sgd
+from .sgd import RECIPES, SGDRecipe, build_architecture, train_acc_mean, train_sgd
 
 __all__ = ["SGDRecipe", "RECIPES", "PROPERTIES", "LabelledSet", "train_sgd", "build_architecture", "read_labelled",
-           "read_labels", "sample_architectures", "validate_architecture", "main"]
+           "sample_architectures", "validate_architecture", "main"]
 
 log = logging.getLogger("nas.label")
 
@@ -38,6 +39,7 @@ PROPERTIES: dict[str, str] = {
     "noisy_acc": "test accuracy (%) under Gaussian noise (CIFAR: sigma 0.08) after the label recipe's SGD",
     "inference_ms": "inference time (ms) of a batch of 64 images on the labelling machine",
     "epochs_to_converge": "epochs until training accuracy reached the recipe's threshold",
+    "train_acc_mean": "mean training accuracy (%) over the recipe's epochs: convergence speed at any budget",
     "cifar10_test_acc_200ep": "NAS-Bench-201: CIFAR-10 test accuracy (%) after 200 epochs",
 }
 _RECORD_FIELDS = ("arch", "space", "clean_acc", "noisy_acc", "recipe")
@@ -93,6 +95,9 @@ def read_labelled(path: str | Path) -> LabelledSet:
         if len(values) > 1:
             raise ValueError(f"{path} mixes {len(values)} {what} ({'; '.join(sorted(values))}): "
                              f"labels of one file must be comparable, split it")
+    for r in records:  # records written before train_acc_mean was recorded derive it from their curve
+        if "train_acc_mean" not in r and r.get("train_acc_curve"):
+            r["train_acc_mean"] = train_acc_mean(r["train_acc_curve"])
     properties = {name: np.array([np.nan if r.get(name) is None else float(r[name]) for r in records])
                   for name in PROPERTIES if name in records[0]}
     return LabelledSet(records[0]["space"], [r["arch"] for r in records], properties, records[0]["recipe"], str(path))
@@ -141,21 +146,6 @@ def sample_architectures(space: str, n: int, seed: int = 0) -> list[str]:
         if len(archs) == n:
             return list(archs)
     raise ValueError(f"the {space} space gave only {len(archs)} distinct architectures in {100 * n} draws")
-
-
-def read_labels(path: str, target: str) -> tuple[str, list[tuple[str, float]], str]:
-    """(space, [(architecture, label)], what the label is) of one property of a labelled file."""
-    labelled = read_labelled(path)
-    if labelled.space == "nb201" and "cifar10_test_acc_200ep" in labelled.properties:
-        if target != "clean_acc":
-            raise ValueError(f"{path}: a NAS-Bench-201 CSV holds clean accuracy only, not {target!r}")
-        values = labelled.properties["cifar10_test_acc_200ep"]
-        return "nb201", list(zip(labelled.archs, values.tolist())), PROPERTIES["cifar10_test_acc_200ep"]
-    if target not in labelled.properties:
-        raise ValueError(f"{path}: expected nas.label records with {target!r}")
-    recipe = labelled.recipe
-    what = f"{target} (%), SGD {recipe.get('epochs')} epoch(s) x {recipe.get('max_batches') or 'all'} batches"
-    return labelled.space, list(zip(labelled.archs, labelled.properties[target].tolist())), what
 
 
 def main(argv: Sequence[str] | None = None) -> int:

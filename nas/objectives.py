@@ -40,7 +40,8 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
 
 
 # A GHN proxy -> the regressor of the SGD label it stands for (used when labels are given).
-REGRESSED = {"ghn_accuracy": "predicted_clean_acc", "ghn_robustness": "predicted_noisy_acc"}
+REGRESSED = {"ghn_accuracy": "predicted_clean_acc", "ghn_robustness": "predicted_noisy_acc",
+             "trainability": "predicted_train_acc_mean"}
 
 # Per space, a GHN proxy -> the property predictor shipped beside the GHN that replaces it by default.
 SHIPPED = {"nb201": {"ghn_accuracy": "predicted_cifar10_test_acc_200ep"}}

@@ -10,8 +10,10 @@ Every regressor is a stock scikit-learn estimator built by a function in :data:`
 Saved predictors carry the ghn-nas version, the feature width and the hash of the GHN whose
 embeddings they were fitted on; loading with another GHN raises and names both.
 
-:func:`fit_on_labels` fits the paper's SVR on the records ``python -m nas.label`` writes; with
-``nas.search --labels FILE`` such a regressor scores the accuracy and robustness objectives.
+:func:`fit_property` fits one property of a labelled set (an NB201 CSV, or the records ``python -m
+nas.label`` writes), cross-validated by architecture. Those fitted beside a GHN ship with it
+(:func:`save_predictors`, ``python -m nas.predictors fit``); ``nas.search --labels FILE`` fits its
+own for the accuracy, robustness and trainability objectives.
 """
 from __future__ import annotations
 
@@ -51,8 +53,8 @@ from ghn_core.utils import lookup, user_errors
 from .label import LabelledSet
 
 __all__ = ["PREDICTORS", "make_predictor", "fit_predictor", "rank_correlations", "save_predictor", "load_predictor",
-           "embedding_features", "fit_on_labels", "PropertyPredictor", "PredictorError", "predictors_path",
-           "labelled_features", "distinct_rows", "file_digest", "fit_property", "save_predictors", "load_predictors", "score_predictors", "main"]
+           "embedding_features", "PropertyPredictor", "PredictorError", "predictors_path",
+           "architecture_graph", "labelled_features", "distinct_rows", "file_digest", "fit_property", "save_predictors", "load_predictors", "score_predictors", "main"]
 
 log = logging.getLogger("nas.predictors")
 
@@ -162,29 +164,6 @@ def architecture_features(ghn: GHN2, models: Sequence[nn.Module]) -> np.ndarray:
     return np.hstack([emb, cheap])
 
 
-def fit_on_labels(ghn: GHN2, path: str | Path, target: str, *, space: str, seed: int = 0) -> RegressorMixin:
-    """The paper's RBF SVR from GHN embedding to ``target`` (e.g. ``noisy_acc``), fitted on the
-    ``python -m nas.label`` records in ``path``, which must be of ``space``.
-
-    Architectures without an input-output path (no graph, so no embedding) are left out.
-    """
-    from .label import build_architecture, read_labels
-
-    labelled_space, rows, _ = read_labels(str(path), target)
-    if labelled_space != space:
-        raise ValueError(f"{path} labels the {labelled_space} space, but the search is on {space}")
-    features, y = [], []
-    for arch, value in rows:
-        try:
-            features.append(embedding_features(ghn, [build_architecture(space, arch)])[0])
-        except GraphError:
-            continue
-        y.append(value)
-    if len(rows) > len(y):
-        log.info("%d of %d labelled architectures have no graph and are left out", len(rows) - len(y), len(rows))
-    return fit_predictor("svr", np.array(features).reshape(len(y), -1), np.array(y), seed=seed)
-
-
 # -- predictors shipped with a GHN ---------------------------------------------------------------------
 
 DEFAULT_PREDICTOR = "svr-rank"
@@ -231,18 +210,25 @@ def predictors_path(ghn_path: str | Path | None = None) -> Path:
     return ckpt.with_suffix(".predictors.joblib")
 
 
-def labelled_features(ghn: GHN2, space: str, archs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """GHN embeddings of ``archs`` (n, hid), NaN rows for nets without an input-output path (no graph;
-    they compute a constant), and the (n,) mask of the rows that have one. One GHN pass per 16 nets,
-    embedded 1024 graphs at a time (memory stays bounded). NB201 graphs come straight from the strings
-    (``nb201_graph``, the traced graphs without building or tracing a net) when the GHN's images fit."""
+def architecture_graph(ghn: GHN2, space: str, arch: str) -> Graph:
+    """The GHN's graph of one architecture line: an NB201 string's straight from the string
+    (``nb201_graph``, equal to tracing the built net when the GHN's images fit), else by tracing the
+    built net. Raises ``GraphError`` for a net without an input-output path."""
     from ghn_core.graph.nb201 import nb201_graph
 
     from .label import build_architecture
 
     # nb201_graph equals tracing the built net (16 channels, 10 classes) at any side divisible by 4;
     # tracing also warns when the GHN has other classes than 10
-    emit = space == "nb201" and ghn.config.image_size % 4 == 0 and ghn.config.num_classes == 10
+    if space == "nb201" and ghn.config.image_size % 4 == 0 and ghn.config.num_classes == 10:
+        return nb201_graph(arch, s_max=ghn.s_max)
+    return ghn.graphs([build_architecture(space, arch)])[0]
+
+
+def labelled_features(ghn: GHN2, space: str, archs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """GHN embeddings of ``archs`` (n, hid), NaN rows for nets without an input-output path (no graph;
+    they compute a constant), and the (n,) mask of the rows that have one. One graph per net
+    (:func:`architecture_graph`), embedded 1024 graphs at a time (memory stays bounded)."""
     chunk = 1024   # a multiple of embed's batch of 16: every GHN pass holds the nets one call would
     X = np.full((len(archs), ghn.config.hid), np.nan)
     ok = np.zeros(len(archs), dtype=bool)
@@ -252,7 +238,7 @@ def labelled_features(ghn: GHN2, space: str, archs: Sequence[str]) -> tuple[np.n
         warnings.simplefilter("ignore", GraphWarning)
         for i, arch in enumerate(tqdm(archs, desc="graphs", unit="net", disable=None if len(archs) >= 50 else True)):
             try:
-                graphs += [nb201_graph(arch, s_max=ghn.s_max)] if emit else ghn.graphs([build_architecture(space, arch)])
+                graphs.append(architecture_graph(ghn, space, arch))
                 ok[i] = True
                 rows.append(i)
             except GraphError:

@@ -8,8 +8,8 @@ batch of validation images (never the test set), the device and the seed.
     score = compute("ghn_robustness", model, ctx)
 
 GHN proxies predict the model's parameters first (the model is changed in place: pass a fresh one).
-``predicted_clean_acc`` and ``predicted_noisy_acc`` are regressors of SGD labels on the GHN's graph
-embedding (``nas.predictors.fit_on_labels``), set in ``ctx.predictors`` under the label's name.
+``predicted_<label>`` proxies are regressors of SGD labels on the GHN's graph embedding
+(``nas.predictors.fit_property``), set in ``ctx.predictors`` under the label's name.
 The baselines every GHN proxy is compared with are ``params``, ``flops``, ``naswot`` and ``synflow``.
 """
 from __future__ import annotations
@@ -268,8 +268,9 @@ PROXIES: dict[str, Proxy] = {p.name: p for p in (
           "log-determinant, no unit"),
     Proxy("synflow", "maximize", synflow, synflow.__doc__, "score",
           "sum of |theta * dR/dtheta|, no unit"),
-    *(Proxy(f"predicted_{label}", "maximize", fn, fn.__doc__, "%", f"% of {what}test images after SGD, as predicted")
-      for label, fn, what in (("clean_acc", _regressed("clean_acc"), ""), ("noisy_acc", _regressed("noisy_acc"), "noisy "))),
+    *(Proxy(f"predicted_{label}", "maximize", _regressed(label), _regressed(label).__doc__, "%", f"{what}, as predicted")
+      for label, what in (("clean_acc", "% of test images after SGD"), ("noisy_acc", "% of noisy test images after SGD"),
+                          ("train_acc_mean", "mean % of training images over the SGD epochs"))),
     Proxy("predicted_cifar10_test_acc_200ep", "maximize", _regressed("cifar10_test_acc_200ep"),
           "NAS-Bench-201 CIFAR-10 test accuracy (%) after 200 epochs, as the predictor shipped beside the GHN "
           "predicts it from the graph embedding.", "%", "% of CIFAR-10 test images after 200 epochs, as predicted"),

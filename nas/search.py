@@ -8,9 +8,10 @@ running the same command again continues it, and ``--workers N`` (or N commands 
 share it. Ctrl-C leaves the study consistent (the interrupted trial is marked FAIL). The study records
 its objective, space, seed and the GHN's weight hash.
 
-With ``--labels FILE`` (records of ``python -m nas.label`` on the same space), the accuracy and
-robustness objectives are scored by the paper's property predictor instead: an SVR from the GHN's
-graph embedding to the clean or noisy SGD accuracy, fitted on those records. It is saved in the run
+With ``--labels FILE`` (records of ``python -m nas.label`` on the same space), the accuracy,
+robustness and trainability objectives are scored by the paper's property predictor instead: an SVR
+from the GHN's graph embedding to the clean or noisy SGD accuracy or the mean training accuracy,
+fitted on those records (``nas.predictors.fit_property``). It is saved in the run
 folder and recorded on the study (path, and the labels' digest, so a continued study cannot
 silently switch labels).
 
@@ -46,7 +47,7 @@ from ghn_core.utils import lookup, non_negative_int, positive_int, resolve_devic
 
 from .finalize import finalize
 from .objectives import SHIPPED, resolve_objectives
-from .predictors import file_digest, fit_on_labels, load_predictor, load_predictors, predictors_path, save_predictor
+from .predictors import file_digest, fit_property, load_predictor, load_predictors, predictors_path, save_predictor
 from .proxies import ProxyContext, compute
 from .report import architecture_file, axis_label, plural, top_trials, write_report
 from .budget import CLAIM, LabelBudgetSampler, label_objective, label_property, labelled_trials, make_candidates
@@ -231,8 +232,7 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
     if cfg.base_space() in SHIPPED and not predictors_path(cfg.ghn).is_file() and cfg.labels is None:
         log.info("no predictors beside %s: GHN proxies score the objectives (fit them: python -m nas.predictors fit)",
                  cfg.ghn)
-    predictors = {label: fit_on_labels(ghn, cfg.labels, label, space=cfg.base_space(), seed=cfg.seed) for label in regressed
-                  if label not in shipped}
+    predictors = _fit_regressors(cfg, ghn, [label for label in regressed if label not in shipped])
     # The image data too (a missing or empty --data-dir), and only then the storage. Labels looked up in
     # a table need no images; labels trained need the training set.
     if cfg.label_budget is None:
@@ -278,6 +278,18 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # metric names: stable in use
             study.set_metric_names(proxies)
     return study, ctx
+
+
+def _fit_regressors(cfg: SearchConfig, ghn, labels: Sequence[str]) -> dict:
+    """A property predictor (``nas.predictors.fit_property``) per label, fitted on ``cfg.labels``; an
+    NB201 CSV's 200-epoch accuracy stands for clean accuracy."""
+    if not labels:
+        return {}
+    labelled = read_labelled(cfg.labels)
+    if labelled.space != cfg.base_space():
+        raise ValueError(f"{cfg.labels} labels the {labelled.space} space, but the search is on {cfg.base_space()}")
+    table = {"clean_acc": "cifar10_test_acc_200ep"} if "cifar10_test_acc_200ep" in labelled.properties else {}
+    return {label: fit_property(ghn, labelled, table.get(label, label), seed=cfg.seed).model for label in labels}
 
 
 def _check_label_budget(cfg: SearchConfig, space) -> None:
@@ -535,8 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="final training from PyTorch's random init or from the GHN's predicted "
                              "parameters (default: %(default)s)")
     parser.add_argument("--labels", default=None,
-                        help="nas.label JSON lines of this space: score accuracy/robustness by an SVR on GHN "
-                             "embeddings fitted on their clean/noisy accuracy (saved in the run folder)")
+                        help="nas.label JSON lines of this space: score accuracy/robustness/trainability by an SVR on "
+                             "GHN embeddings fitted on their clean/noisy/mean training accuracy (saved in the run folder)")
     parser.add_argument("--label-budget", type=positive_int, default=None, metavar="K",
                         help="spend K labels instead of scoring proxies: each trial labels the architecture a model "
                              "of the labels so far expects best (nas.budget); the final candidates are the labelled "

@@ -32,6 +32,7 @@ def test_train_sgd_reports_every_label(cifar_dir):
         assert labels["clean_acc"] == pytest.approx(100.0 * (model.eval()(x).argmax(1) == y).float().mean().item())
     assert labels["inference_ms"] > 0 and len(labels["train_acc_curve"]) == 2
     assert labels["epochs_to_converge"] == 1  # converged_at=0: the first epoch counts
+    assert labels["train_acc_mean"] == pytest.approx(sum(labels["train_acc_curve"]) / 2)
     never = train_sgd(NB201Network(ARCHS[0]), dataclasses.replace(TINY, converged_at=100.5),
                       data_dir=str(cifar_dir), device="cpu")
     assert never["epochs_to_converge"] is None  # no training accuracy reaches 100.5%
@@ -64,6 +65,9 @@ def test_read_labelled_checks_the_whole_file(tmp_path):
     assert labelled.space == "nb201" and labelled.archs == ARCHS and labelled.recipe == dataclasses.asdict(TINY)
     assert labelled.properties["clean_acc"].tolist() == [50.0, 50.0]
     assert np.isnan(labelled.properties["epochs_to_converge"]).all()  # never converged: no value
+    older = tmp_path / "older.jsonl"  # written before train_acc_mean was recorded: derived from the curve
+    older.write_text(_record(ARCHS[0], train_acc_curve=[20.0, 30.0, 40.0]) + "\n")
+    assert read_labelled(older).properties["train_acc_mean"].tolist() == [30.0]
     cases = {r"missing field\(s\) noisy_acc": [_record(ARCHS[0]), _record(ARCHS[1], noisy_acc="DROP")],
              "line 1: node 1 .*'conv_9x9~0'": [_record("|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|")],
              "mixes 2 recipes": [_record(ARCHS[0]), _record(ARCHS[1], recipe={"epochs": 50})],
