@@ -7,6 +7,11 @@ CIFAR-10 is sorted by class, and a batch of one class would skew batch statistic
 read in one fixed, seeded order (as the reference does for ImageNet) that is the same for every net.
 Results are mean +- standard error over nets, with the random-initialisation baseline (the same
 nets with PyTorch's default initialisation, same protocol) next to them.
+
+``--suite yardstick`` (instead of ``--split``) runs the fixed, cheap measure of GHN quality that every
+checkpoint comparison uses (``ghn_core.yardstick``, a few minutes on 2 CPU threads): DeepNets-1M test
+nets and torchvision classifiers against random init, and, with ``--nb201-csv``, how well the GHN's
+predicted-parameter accuracy and its embeddings rank NAS-Bench-201 cells (skipped without it).
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from .deepnets import DeepNets1M, generate_split, get_split, predefined_nets
 from .deepnets.store import store_path
 from .errors import GraphError
 from .model import GHN2, use_batch_statistics
-from .utils import resolve_device, user_errors
+from .utils import lookup, resolve_device, user_errors
 
 __all__ = ["EvalResult", "accuracy", "latency_ms", "eval_loader", "evaluate_nets", "evaluate_store", "load_eval_nets", "main"]
 
@@ -121,13 +126,14 @@ def eval_loader(dataset: str = "cifar10", image_split: str = "test", *, data_dir
 
 
 def evaluate_nets(ghn: GHN2 | None, nets: Sequence[tuple[str, nn.Module]], loader: BatchLoader, *,
-                  max_batches: int | None = None, progress: bool = True) -> EvalResult:
-    """Predict each net's parameters with ``ghn`` (None: keep their random init) and score them."""
+                  max_batches: int | None = None, progress: bool = True, desc: str = "evaluate") -> EvalResult:
+    """Predict each net's parameters with ``ghn`` (None: keep their random init) and score them
+    (``desc``: the progress bar's label)."""
     device = loader.device
     result = EvalResult()
     if ghn is not None:
         ghn = ghn.to(device).eval()
-    for name, net in tqdm(nets, desc="evaluate", unit="net", disable=not progress):
+    for name, net in tqdm(nets, desc=desc, unit="net", disable=not progress):
         net = net.to(device)
         if ghn is not None:
             try:
@@ -192,10 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ghn_core.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", default=None, help="GHN checkpoint (default: the one shipped with ghn-nas)")
-    parser.add_argument("--split", default="test",
+    parser.add_argument("--split", default=None,
                         help="a DeepNets-1M split (val, test, wide, deep, dense, bnfree), 'predefined', "
-                             "'torchvision:resnet18,vgg11_bn', or 'nb201' (with --nb201-csv)")
-    parser.add_argument("--nb201-csv", default=None, help="labelled NAS-Bench-201 CSV for --split nb201")
+                             "'torchvision:resnet18,vgg11_bn', or 'nb201' (with --nb201-csv); default: test")
+    parser.add_argument("--suite", default=None,
+                        help="instead of --split: a fixed suite of measures; 'yardstick' (see ghn_core.yardstick)")
+    parser.add_argument("--nb201-csv", default=None,
+                        help="labelled NAS-Bench-201 CSV: for --split nb201, and for the NB201 parts of --suite "
+                             "yardstick (skipped without it)")
     parser.add_argument("--n", type=int, default=None, help="first N nets of the split (default: all)")
     parser.add_argument("--deepnets-dir", default="data/deepnets1m",
                         help="folder of the DeepNets-1M splits; a missing split is generated into it, relative "
@@ -205,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise sigma (0.08: robustness)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the random-init baseline")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", default=None, help="write the per-net results here")
+    parser.add_argument("--json", default=None, help="write the per-net results (with --suite: the whole report) here")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -214,11 +224,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # Cheap checks first: a typo must not cost a data decode, a split generation or a full evaluation.
         device = resolve_device(args.device)
-        if args.split == "nb201" and args.nb201_csv is not None and not Path(args.nb201_csv).is_file():
+        if args.suite is not None:
+            from .yardstick import SUITES
+
+            run_suite = lookup(SUITES, args.suite, "suite")
+            given = [flag for flag, is_set in (("--split", args.split is not None), ("--n", args.n is not None),
+                                               ("--batches", args.batches is not None), ("--noise", args.noise != 0),
+                                               ("--no-baseline", args.no_baseline)) if is_set]
+            if given:
+                raise ValueError(f"--suite {args.suite} has fixed sets and sizes, so its numbers compare across "
+                                 f"checkpoints; drop {', '.join(given)}")
+        if args.nb201_csv is not None and not Path(args.nb201_csv).is_file():
             raise FileNotFoundError(f"no NAS-Bench-201 labels at {args.nb201_csv}")
         if args.json and not Path(args.json).resolve().parent.is_dir():
             raise FileNotFoundError(f"--json {args.json}: the folder {Path(args.json).resolve().parent} does not exist")
         ghn = load_ghn(args.ckpt)
+        if args.suite is not None:
+            from .yardstick import format_table, json_ready
+
+            report = run_suite(ghn, data_dir=args.data_dir, device=device, nb201_csv=args.nb201_csv,
+                               deepnets_dir=args.deepnets_dir, checkpoint=args.ckpt or "shipped")  # the report records the weights' hash too
+            print(format_table(report))
+            if args.json:
+                Path(args.json).write_text(json.dumps(json_ready(report), indent=1) + "\n")
+            return 0
+        args.split = args.split or "test"
         loader = eval_loader("cifar10", "val" if args.split == "val" else "test", data_dir=args.data_dir,
                              noise_sigma=args.noise, device=device)
         nets = load_eval_nets(args.split, n=args.n, deepnets_dir=args.deepnets_dir, nb201_csv=args.nb201_csv)
