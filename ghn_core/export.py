@@ -27,6 +27,7 @@ from .data import get_dataset_info
 from .evaluate import EvalResult, eval_loader, evaluate_nets, load_eval_nets
 from .model import ghn_from_checkpoint, read_checkpoint, save_checkpoint
 from .model.checkpoint import state_hash
+from .utils import resolve_device, user_errors
 
 __all__ = ["ModelCard", "export", "main"]
 
@@ -70,7 +71,8 @@ def _result(r: EvalResult) -> dict[str, Any]:
 
 
 def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, batches: int = 10,
-           deepnets_dir: str = "data/deepnets1m", data_dir: str | None = None, device: str = "cpu") -> ModelCard:
+           deepnets_dir: str = "data/deepnets1m", data_dir: str | None = None,
+           device: str | torch.device = "cpu") -> ModelCard:
     payload = read_checkpoint(run_ckpt)
     ghn, _ = ghn_from_checkpoint(run_ckpt)
     ghn.eval()
@@ -191,11 +193,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--deepnets-dir", default="data/deepnets1m")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--device", default="auto", help="where the nets are scored (default: %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    card = export(args.checkpoint, args.out, test_nets=args.test_nets, batches=args.batches,
-                  deepnets_dir=args.deepnets_dir, data_dir=args.data_dir)
-    print(json.dumps(card.evaluation, indent=1)[:2000])
+    with user_errors(args.debug):
+        device = resolve_device(args.device)
+        if not Path(args.checkpoint).is_file():
+            raise FileNotFoundError(f"no training checkpoint at {args.checkpoint}")
+        card = export(args.checkpoint, args.out, test_nets=args.test_nets, batches=args.batches,
+                      deepnets_dir=args.deepnets_dir, data_dir=args.data_dir, device=device)
+        print(json.dumps(card.evaluation, indent=1)[:2000])
     return 0
 
 

@@ -60,6 +60,7 @@ class TrainConfig:
     # optimisation
     epochs: float = 300                 # one epoch = one pass over the 45k training images
     max_steps: int | None = None        # stop earlier (budgeted runs)
+    max_minutes: float | None = None    # stop after this many minutes of this run (equal wall-clock comparisons)
     lr: float = 1e-3
     weight_decay: float = 1e-5
     milestones: tuple[float, ...] = (200, 250)  # epochs at which lr drops by gamma
@@ -478,6 +479,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                 window.append(stats)
             step += 1
             bar.update(1)
+            if _out_of_time(cfg, t_start, ddp.world_size, device):
+                total_steps = step  # this step is the last: logged, validated and checkpointed as such
             if ddp.is_main and (step % cfg.log_every == 0 or step == total_steps) and window:
                 summary = {k: sum(s[k] for s in window) / len(window) for k in ("loss", "acc", "grad_norm", "step_time")}
                 bar.set_postfix(loss=f"{summary['loss']:.3f}", acc=f"{summary['acc']:.3f}")
@@ -504,6 +507,16 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     if ddp.owns_group:
         dist.destroy_process_group()
     return last
+
+
+def _out_of_time(cfg: TrainConfig, t_start: float, world_size: int, device: torch.device) -> bool:
+    """Whether this run has used ``cfg.max_minutes``; every rank gets rank 0's answer (clocks differ)."""
+    if cfg.max_minutes is None:
+        return False
+    over = torch.tensor(float(time.perf_counter() - t_start > 60 * cfg.max_minutes), device=device)
+    if world_size > 1:
+        dist.broadcast(over, src=0)
+    return bool(over.item())
 
 
 def _ensure_split(cfg: TrainConfig, split: str) -> Path:
@@ -555,8 +568,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
                                 **common)
         elif isinstance(value, tuple):
             parser.add_argument(*flags, type=float, nargs="+", **common)
-        elif name == "max_steps":
-            parser.add_argument(*flags, type=int, **common)
+        elif name in ("max_steps", "max_minutes"):
+            parser.add_argument(*flags, type=int if name == "max_steps" else float, **common)
         else:
             parser.add_argument(*flags, type=kind, **common)
     args = parser.parse_args(argv)

@@ -57,6 +57,9 @@ def test_missing_files_are_one_line(workdir, ghn_ckpt, cifar_dir):
     proc = run_cli("ghn_core.evaluate", "--split", "nb201", "--nb201-csv", "missing.csv", "--device", "cpu",
                    cwd=workdir, data_dir=cifar_dir)
     assert_user_error(proc, "no NAS-Bench-201 labels at missing.csv")
+    proc = run_cli("ghn_core.export", "runs/missing/last.pt", "--out", "exported", "--device", "cpu", cwd=workdir,
+                   data_dir=cifar_dir)
+    assert_user_error(proc, "no training checkpoint at runs/missing/last.pt")
     assert snapshot(workdir) == before
 
 
