@@ -49,6 +49,7 @@ class ModelCard:
     training: dict[str, Any]
     evaluation: dict[str, Any] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)  # the paper's numbers for this dataset, if any
+    yardstick: dict[str, Any] = field(default_factory=dict)    # ghn_core.yardstick's report (CIFAR-10), if run
     created: str = ""
     commit: str = ""
 
@@ -72,7 +73,9 @@ def _result(r: EvalResult) -> dict[str, Any]:
 
 def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, batches: int = 10,
            deepnets_dir: str = "data/deepnets1m", data_dir: str | None = None,
-           device: str | torch.device = "cpu") -> ModelCard:
+           device: str | torch.device = "cpu", yardstick: bool = False, nb201_csv: str | None = None) -> ModelCard:
+    """Write the shipped files of ``run_ckpt`` into ``out_dir`` and return the card. ``yardstick``: also
+    run ``ghn_core.yardstick`` into the card, for a CIFAR-10 GHN (its NB201 parts need ``nb201_csv``)."""
     payload = read_checkpoint(run_ckpt)
     ghn, _ = ghn_from_checkpoint(run_ckpt)
     ghn.eval()
@@ -101,16 +104,22 @@ def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, ba
                 evaluation[name] = round(acc, 2)
                 evaluation[f"{name}_random_init"] = round(base, 2)
     evaluation["eval_time_s"] = round(time.perf_counter() - start, 1)
+    yardstick_report = {}
+    if yardstick and dataset == "cifar10":  # the yardstick's nets and images are CIFAR-10's
+        from .yardstick import json_ready, yardstick as run_yardstick
+
+        yardstick_report = json_ready(run_yardstick(ghn, data_dir=data_dir, device=device, nb201_csv=nb201_csv,
+                                                    deepnets_dir=deepnets_dir, checkpoint=f"{card_name(dataset)}.pt"))
     card = ModelCard(
-        name=f"ghn2_{dataset}", variant=cfg.variant, dataset=dataset, image_size=cfg.image_size,
+        name=card_name(dataset), variant=cfg.variant, dataset=dataset, image_size=cfg.image_size,
         num_classes=cfg.num_classes, max_shape=[2 * cfg.hid, 2 * cfg.hid, cfg.max_spatial, cfg.max_spatial],
         ghn_params=ghn.num_params(), weights_sha=state_hash(ghn.state_dict()),
         training={"steps": train.get("total_steps"), "steps_this_run": train.get("step"),
                   "config": train.get("config"), "wall_time_s": round(train.get("wall_time_s", 0.0)),
                   "device": train.get("device"), "train_nets": train.get("train_nets"),
                   "host": f"{platform.machine()}, {torch.get_num_threads()} threads", "metrics": payload.get("metrics")},
-        evaluation=evaluation, published=dict(PUBLISHED.get(dataset, {})), created=time.strftime("%Y-%m-%d"),
-        commit=_commit())
+        evaluation=evaluation, published=dict(PUBLISHED.get(dataset, {})), yardstick=yardstick_report,
+        created=time.strftime("%Y-%m-%d"), commit=_commit())
     out = Path(out_dir)
     save_checkpoint(out / f"{card.name}.pt", {"config": cfg.to_dict(), "state_dict": ghn.state_dict(),
                                              "train": {**train, "config": train.get("config")},
@@ -119,6 +128,10 @@ def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, ba
     # the shipped CIFAR-10 card keeps its name; a card for another data set sits next to it
     (out / ("MODEL_CARD.md" if dataset == "cifar10" else f"MODEL_CARD_{dataset}.md")).write_text(card_markdown(card))
     return card
+
+
+def card_name(dataset: str) -> str:
+    return f"ghn2_{dataset}"
 
 
 def card_markdown(card: ModelCard) -> str:
@@ -164,7 +177,18 @@ initialisation, scored the same way.
 At this budget the GHN is far from the published one. Training continues by resuming from this
 file: `python -m ghn_core.train --preset cpu-small --init ghn_core/checkpoints/{card.name}.pt`
 (or the paper's recipe on a GPU), then exporting again.
-"""
+{_yardstick_section(card.yardstick)}"""
+
+
+def _yardstick_section(report: dict[str, Any]) -> str:
+    if not report:
+        return ""
+    from .yardstick import format_table
+
+    s = report["settings"]
+    return (f"\n## Yardstick\n\n`python -m ghn_core.evaluate --suite yardstick` (fixed sets, sizes and seeds: "
+            f"`ghn_core/yardstick.py`), run at export on {s['device']} with {s['torch_threads']} torch thread(s) in "
+            f"{report['wall_s']:.0f} s. Compare checkpoints by it.\n\n{format_table(report, header=False)}\n")
 
 
 def _mean_pm(r: dict) -> str:
@@ -194,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deepnets-dir", default="data/deepnets1m")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="auto", help="where the nets are scored (default: %(default)s)")
+    parser.add_argument("--no-yardstick", action="store_true",
+                        help="skip the yardstick suite (run by default on CIFAR-10 GHNs; a few CPU-minutes)")
+    parser.add_argument("--nb201-csv", default=None,
+                        help="labelled NAS-Bench-201 CSV for the yardstick's ranking parts (without it they are skipped)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -201,8 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = resolve_device(args.device)
         if not Path(args.checkpoint).is_file():
             raise FileNotFoundError(f"no training checkpoint at {args.checkpoint}")
+        if args.nb201_csv is not None and not Path(args.nb201_csv).is_file():
+            raise FileNotFoundError(f"no NAS-Bench-201 labels at {args.nb201_csv}")
         card = export(args.checkpoint, args.out, test_nets=args.test_nets, batches=args.batches,
-                      deepnets_dir=args.deepnets_dir, data_dir=args.data_dir, device=device)
+                      deepnets_dir=args.deepnets_dir, data_dir=args.data_dir, device=device,
+                      yardstick=not args.no_yardstick, nb201_csv=args.nb201_csv)
         print(json.dumps(card.evaluation, indent=1)[:2000])
     return 0
 

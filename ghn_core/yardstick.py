@@ -250,17 +250,24 @@ def yardstick(ghn: GHN2, *, config: YardstickConfig = YardstickConfig(), data_di
     return report
 
 
-def _pm(mean: float, stderr: float) -> str:
-    return f"{mean:.2f} ± {stderr:.2f}" if math.isfinite(stderr) else f"{mean:.2f}"
+def _pm(mean: float, stderr: float | None) -> str:
+    # a report read back from JSON has None where the standard error was not finite (one net)
+    return f"{mean:.2f} ± {stderr:.2f}" if stderr is not None and math.isfinite(stderr) else f"{mean:.2f}"
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """The report as markdown tables (what the CLI prints)."""
+def _corr(value: float | None) -> str:
+    # undefined (every cell tied, e.g. an untrained GHN): NaN, or None once read back from JSON
+    return f"{value:.3f}" if value is not None and math.isfinite(value) else "undefined"
+
+
+def format_table(report: dict[str, Any], *, header: bool = True) -> str:
+    """The report (as returned, or read back from JSON) as markdown tables: what the CLI prints.
+    ``header``: open with the line naming the GHN, its weights and the wall time."""
     s = report["settings"]
     ghn = report["ghn"]
     lines = [f"Yardstick of GHN {ghn['checkpoint'] or '(unnamed)'} (weights {ghn['hash']}) on {s['device']}, "
-             f"{s['torch_threads']} torch thread(s): {report['wall_s']:.0f} s", "",
-             "Top-1 accuracy (%) of predicted parameters on CIFAR-10 test images, BatchNorm on batch statistics "
+             f"{s['torch_threads']} torch thread(s): {report['wall_s']:.0f} s", ""] if header else []
+    lines += ["Top-1 accuracy (%) of predicted parameters on CIFAR-10 test images, BatchNorm on batch statistics "
              f"(batches of {s['batch_size']}), mean ± stderr over nets; random init: the same nets and images.", "",
              "| nets | n | images/net | GHN | random init | wall s |", "|---|---|---|---|---|---|"]
     parts = [("deepnets", f"DeepNets-1M {s['deepnets_split']} (first {s['deepnets_nets']})"),
@@ -283,11 +290,11 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"| NB201 parts | - | - | - | skipped: {acc['skipped']} | - |")
     else:
         lines.append(f"| GHN-predicted-parameter accuracy ({acc['images_per_net']} images/cell) | {acc['n']} | "
-                     f"{acc['kendall']:.3f} | {acc['spearman']:.3f} | GHN accuracy "
+                     f"{_corr(acc['kendall'])} | {_corr(acc['spearman'])} | GHN accuracy "
                      f"{_pm(acc['ghn']['mean'], acc['ghn']['stderr'])} % | {acc['wall_s']:.0f} |")
         lines.append(f"| {cv['predictor']} on GHN embeddings, {cv['folds']}-fold CV by cell (out-of-fold) | {cv['n']} | "
-                     f"{cv['kendall']:.3f} | {cv['spearman']:.3f} | per-fold tau {cv['fold_kendall_mean']:.3f} ± "
-                     f"{cv['fold_kendall_sd']:.3f} (sd) | {cv['wall_s']:.0f} |")
+                     f"{_corr(cv['kendall'])} | {_corr(cv['spearman'])} | per-fold tau {_corr(cv['fold_kendall_mean'])} ± "
+                     f"{_corr(cv['fold_kendall_sd'])} (sd) | {cv['wall_s']:.0f} |")
     return "\n".join(lines)
 
 

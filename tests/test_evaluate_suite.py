@@ -177,3 +177,17 @@ def test_bad_suite_input_is_one_line_and_exit_2(args, needle, capsys, tmp_path, 
     assert exit_.value.code == 2
     assert needle in one_error_line(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_model_card_renders_a_report_read_back_from_json(tiny_report):
+    import json
+
+    from ghn_core.export import _yardstick_section
+    from ghn_core.yardstick import format_table, json_ready
+
+    report = tiny_report[0]
+    back = json.loads(json.dumps(json_ready(report)))  # as the card record stores it
+    section = _yardstick_section(back)
+    assert section.startswith("\n## Yardstick") and format_table(back, header=False) in section
+    assert report["ghn"]["hash"] not in section  # the card names its weights once, in its own header
+    assert _yardstick_section({}) == ""  # exported without the yardstick: no section
