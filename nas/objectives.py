@@ -8,14 +8,13 @@
 Several names at once make one multi-objective study over the union of their proxies; a proxy's name
 (``ghn_accuracy``, ``naswot``, ...) is an objective too. With labelled architectures (``nas.search
 --labels``), accuracy and robustness are scored instead by a regressor of the SGD label they stand
-for, fitted on the GHN's graph embeddings (:data:`REGRESSED`). Without labels, on a space whose
-property predictor ships beside the GHN (NAS-Bench-201 today), accuracy is scored by that predictor
-(:data:`SHIPPED`).
+for, fitted on the GHN's graph embeddings (:data:`REGRESSED`). Without labels, where a property
+predictor of the space ships beside the GHN, the GHN proxy gives way to it (:data:`SHIPPED`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 from ghn_core.utils import lookup
 
@@ -43,26 +42,32 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
 REGRESSED = {"ghn_accuracy": "predicted_clean_acc", "ghn_robustness": "predicted_noisy_acc",
              "trainability": "predicted_train_acc_mean"}
 
-# Per space, a GHN proxy -> the property predictor shipped beside the GHN that replaces it by default.
-SHIPPED = {"nb201": {"ghn_accuracy": "predicted_cifar10_test_acc_200ep"}}
+# Per space, a GHN proxy -> the property predictor shipped beside the GHN that replaces it by default,
+# where the shipped predictors file has one for that space and property.
+SHIPPED = {"nb201": {"ghn_accuracy": "predicted_cifar10_test_acc_200ep"},
+           "deepnets": {"ghn_accuracy": "predicted_clean_acc", "ghn_robustness": "predicted_noisy_acc",
+                        "trainability": "predicted_train_acc_mean"}}
 
 
-def resolve_objectives(names: Sequence[str], *, regress: bool = False, space: str | None = None
-                       ) -> tuple[list[str], list[str]]:
+def resolve_objectives(names: Sequence[str], *, regress: bool = False, space: str | None = None,
+                       shipped: Collection[tuple[str, str]] = ()) -> tuple[list[str], list[str]]:
     """Objective names -> (proxy names, Optuna directions), duplicates merged in order.
 
-    ``regress``: GHN accuracy proxies give way to label regressors (:data:`REGRESSED`); else, on a
-    ``space`` with a shipped predictor, to that predictor (:data:`SHIPPED`). A proxy's own name is an
-    objective too, taken as it is (e.g. ``ghn_accuracy`` for the raw GHN proxy).
+    ``regress``: GHN proxies give way to label regressors (:data:`REGRESSED`); else, on a ``space``
+    whose (space, property) predictor is among ``shipped`` (those beside the GHN), to that predictor
+    (:data:`SHIPPED`). A proxy's own name is an objective too, taken as it is (e.g. ``ghn_accuracy``
+    for the raw GHN proxy).
     """
     if not names:
         raise ValueError(f"expected at least one objective; known: {', '.join(OBJECTIVES)}")
+    substitute = REGRESSED if regress else {
+        proxy: predicted for proxy, predicted in SHIPPED.get(space, {}).items()
+        if (space, predicted.removeprefix("predicted_")) in shipped}
     proxies: list[str] = []
     for name in names:
         if name in PROXIES and name not in OBJECTIVES:
             chosen = [name]
         else:
-            substitute = REGRESSED if regress else SHIPPED.get(space, {})
             chosen = [substitute.get(p, p) for p in lookup(OBJECTIVES, name, "objective",
                                                             extra=f"; or a proxy: {', '.join(PROXIES)}").proxies]
         proxies += [p for p in chosen if p not in proxies]

@@ -54,7 +54,7 @@ from .label import LabelledSet
 
 __all__ = ["PREDICTORS", "make_predictor", "fit_predictor", "rank_correlations", "save_predictor", "load_predictor",
            "embedding_features", "PropertyPredictor", "PredictorError", "predictors_path",
-           "architecture_graph", "labelled_features", "distinct_rows", "file_digest", "fit_property", "save_predictors", "load_predictors", "score_predictors", "main"]
+           "architecture_graph", "labelled_features", "distinct_rows", "file_digest", "fit_property", "save_predictors", "shipped_properties", "load_predictors", "score_predictors", "main"]
 
 log = logging.getLogger("nas.predictors")
 
@@ -296,17 +296,29 @@ def save_predictors(predictors: Sequence[PropertyPredictor], path: str | Path, *
     return path
 
 
-def load_predictors(ghn: GHN2, path: str | Path | None = None) -> dict[tuple[str, str], PropertyPredictor]:
-    """The predictors saved at ``path`` (None: the shipped ones), by (space, property); a file fitted on
-    another GHN's embeddings raises and names both GHNs."""
-    path = predictors_path() if path is None else Path(path)
+def _read_predictors(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no predictors at {path}: fit them with python -m nas.predictors fit")
     try:
         record = joblib.load(path)
-        entries = record["predictors"]
+        record["predictors"]
     except Exception as err:  # truncated or foreign file
         raise PredictorError(f"{path} is not a predictors file of ghn-nas ({type(err).__name__}: {err})") from None
+    return record
+
+
+def shipped_properties(path: str | Path | None = None) -> set[tuple[str, str]]:
+    """The (space, property) pairs a predictors file (None: the shipped one) has a predictor for."""
+    record = _read_predictors(predictors_path() if path is None else Path(path))
+    return {(entry["space"], entry["property"]) for entry in record["predictors"]}
+
+
+def load_predictors(ghn: GHN2, path: str | Path | None = None) -> dict[tuple[str, str], PropertyPredictor]:
+    """The predictors saved at ``path`` (None: the shipped ones), by (space, property); a file fitted on
+    another GHN's embeddings raises and names both GHNs."""
+    path = predictors_path() if path is None else Path(path)
+    record = _read_predictors(path)
+    entries = record["predictors"]
     ghn_hash = state_hash(ghn.state_dict())
     if record["ghn_hash"] != ghn_hash or record["n_features"] != ghn.config.hid:
         raise PredictorError(f"{path} was fitted on embeddings of GHN {record['ghn_hash']} ({record['n_features']} "

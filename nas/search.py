@@ -47,7 +47,8 @@ from ghn_core.utils import lookup, non_negative_int, positive_int, resolve_devic
 
 from .finalize import finalize
 from .objectives import SHIPPED, resolve_objectives
-from .predictors import file_digest, fit_property, load_predictor, load_predictors, predictors_path, save_predictor
+from .predictors import (file_digest, fit_property, load_predictor, load_predictors, predictors_path, save_predictor,
+                         shipped_properties)
 from .proxies import ProxyContext, compute
 from .report import architecture_file, axis_label, plural, top_trials, write_report
 from .budget import CLAIM, LabelBudgetSampler, label_objective, label_property, labelled_trials, make_candidates
@@ -127,9 +128,9 @@ class SearchConfig:
         if self.label_budget is not None:
             return [f"label_{self.label_property()}"], ["maximize"]
         # A GHN without predictors beside it (a user's own, not yet fitted) keeps the raw GHN proxies.
-        with_predictors = predictors_path(self.ghn).is_file()
-        return resolve_objectives(self.objective, regress=self.labels is not None,
-                                  space=self.base_space() if with_predictors else None)
+        path = predictors_path(self.ghn)
+        return resolve_objectives(self.objective, regress=self.labels is not None, space=self.base_space(),
+                                  shipped=shipped_properties(path) if path.is_file() else ())
 
     def resolved_storage(self) -> str:
         """The storage URL: ``--storage``, else a file under studies/ (SQLite for one worker, a

@@ -32,6 +32,19 @@ def test_each_objective_end_to_end(tmp_path, ghn_ckpt, cifar_dir, objectives):
     assert study.user_attrs["sampler"] == "auto"
 
 
+def test_objectives_give_way_to_the_shipped_predictors_the_file_has():
+    from nas.objectives import resolve_objectives
+
+    both = ["robustness", "efficiency"]
+    assert resolve_objectives(both, space="deepnets")[0] == ["ghn_robustness", "ghn_accuracy", "latency_b1"]
+    shipped = {("deepnets", "noisy_acc"), ("nb201", "cifar10_test_acc_200ep")}
+    assert resolve_objectives(both, space="deepnets", shipped=shipped) == (
+        ["predicted_noisy_acc", "ghn_accuracy", "latency_b1"], ["maximize", "maximize", "minimize"])
+    assert resolve_objectives(["accuracy"], space="nb201", shipped=shipped)[0] == ["predicted_cifar10_test_acc_200ep"]
+    assert resolve_objectives(["ghn_robustness"], space="deepnets", shipped=shipped)[0] == ["ghn_robustness"]
+    assert resolve_objectives(["trainability"], regress=True, shipped=shipped)[0] == ["predicted_train_acc_mean"]
+
+
 def _study(directions: list[str], values: list) -> optuna.Study:
     """An in-memory study with one COMPLETE trial per value, then a FAIL and a PRUNED trial."""
     study = optuna.create_study(directions=directions)
