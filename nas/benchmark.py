@@ -43,7 +43,7 @@ __all__ = ["random_search_curve", "pick_stats", "run_benchmark", "main"]
 log = logging.getLogger("nas.benchmark")
 
 ZERO_COST = ("params", "naswot", "synflow")
-GHN_RAW = {"accuracy": "ghn_accuracy", "robustness": "ghn_robustness"}
+GHN_RAW = {"accuracy": "ghn_accuracy", "robustness": "ghn_robustness", "trainability": "trainability"}
 RANDOM_KS = (1, 10, 20, 50, 100, 150)
 BUDGET_KS = (10, 20, 50)
 PROXY_SAMPLE = 100
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", required=True, help="a labelled pool: an NB201 CSV or nas.label JSONL")
-    parser.add_argument("--objective", choices=["accuracy", "robustness"], default=None,
+    parser.add_argument("--objective", choices=list(GHN_RAW), default=None,
                         help="what the picks are judged by (default: robustness if the pool has noisy_acc, "
                              "else accuracy)")
     parser.add_argument("--seeds", type=positive_int, default=20, help="seeds per strategy (default: %(default)s)")

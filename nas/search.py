@@ -208,8 +208,9 @@ def open_study(cfg: SearchConfig) -> optuna.Study:
     return _open_study(cfg)[0]
 
 
-def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
-    """``open_study``, also returning the proxy context (GHN on the device, images) it checked."""
+def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext | None]:
+    """``open_study``, also returning the proxy context (GHN on the device, images) it checked (None
+    for a label-budget study)."""
     space = get_space(cfg.space)  # an unknown space or a bad pool fails before anything is written
     if cfg.label_budget is not None:
         _check_label_budget(cfg, space)
@@ -236,13 +237,12 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext]:
     predictors = _fit_regressors(cfg, ghn, [label for label in regressed if label not in shipped])
     # The image data too (a missing or empty --data-dir), and only then the storage. Labels looked up in
     # a table need no images; labels trained need the training set.
+    ctx = None  # a label-budget study scores no proxies: its worker needs the GHN only
     if cfg.label_budget is None:
         ctx = ProxyContext.from_data(ghn, n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir,
                                      device=cfg.device)
-    else:
-        if not cfg.label_from:
-            load_split("cifar10", "train", data_dir=cfg.data_dir)
-        ctx = ProxyContext(ghn, *(torch.empty(0),) * 3, resolve_device(cfg.device), cfg.seed)
+    elif not cfg.label_from:
+        load_split("cifar10", "train", data_dir=cfg.data_dir)
     url = cfg.resolved_storage()
     if cfg.storage is None:
         Path("studies").mkdir(exist_ok=True)  # the default folder; a given path's folder must exist
