@@ -43,7 +43,7 @@ from .errors import DataError
 from .utils import resolve_device, torch_generator
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "get_dataset_info", "ImageSet", "load_split", "val_indices",
+    "DATASETS", "IMAGE_SPLITS", "DatasetInfo", "get_dataset_info", "ImageSet", "load_split", "val_indices",
     "resolve_data_dir", "resolve_cache_dir", "augment", "to_float", "add_noise", "normalize", "BatchLoader",
 ]
 
@@ -53,7 +53,7 @@ DATA_ENV = "GHN_NAS_DATA"
 CACHE_ENV = "GHN_NAS_CACHE"
 DEFAULT_DATA_DIR = Path("~/.cache/ghn-nas/data")  # torchvision's download root
 DEFAULT_CACHE_DIR = Path("~/.cache/ghn-nas")
-SPLITS = ("train", "val", "test", "train_full")
+IMAGE_SPLITS = ("train", "val", "test", "train_full")  # of the image data sets (DeepNets-1M splits: deepnets.SPLITS)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CACHE_FORMAT = 1  # bump when the cached tensors change meaning; old files are then ignored
 DECODE_CHUNK = 1024  # files per batched decode_jpeg call
@@ -204,8 +204,8 @@ def load_split(
     neither works.
     """
     info = get_dataset_info(dataset)
-    if split not in SPLITS:
-        raise ValueError(f"expected a split in {list(SPLITS)}, got {split!r} instead")
+    if split not in IMAGE_SPLITS:
+        raise ValueError(f"expected a split in {list(IMAGE_SPLITS)}, got {split!r} instead")
     if split == "test":
         return _load_source(dataset, "test", data_dir, cache_dir)
     full = _load_source(dataset, "train", data_dir, cache_dir)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import optuna
 from torch import nn
 
-from ghn_core.deepnets import OP_NAMES, Architecture, Genotype, Network, rejection_reason
+from ghn_core.deepnets import PRIMITIVES, Architecture, Genotype, Network, rejection_reason
 from ghn_core.errors import ArchitectureError
 from ghn_core.nb201 import NB201_OPS, NB201Network, format_arch
 from ghn_core.utils import lookup
@@ -48,7 +48,7 @@ class DeepNetsSpace:
         n_cells = trial.suggest_int("n_cells", 6, 20)
         # Deep nets get fewer nodes per cell; the two ranges are separate parameters (define-by-run).
         steps = (trial.suggest_int("steps", 1, 6) if n_cells <= 10 else trial.suggest_int("steps_deep", 1, 3))
-        ops = list(OP_NAMES)  # one choice set per parameter name (Optuna); 'none' may disconnect -> pruned
+        ops = list(PRIMITIVES)  # one choice set per parameter name (Optuna); 'none' may disconnect -> pruned
         cells = {}
         for cell in ("normal", "reduce"):
             edges = []

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ghn_core.deepnets import (
-    OP_NAMES, SPLITS, VIT_ARCH, Architecture, DeepNets1M, Genotype, Network, count_params, generate_split,
+    PRIMITIVES, SPLITS, VIT_ARCH, Architecture, DeepNets1M, Genotype, Network, count_params, generate_split,
     get_split, predefined_nets, rejection_reason, sample_architecture,
 )
 from ghn_core.deepnets.__main__ import main as cli_main
@@ -101,8 +101,8 @@ def test_genotype_sampling(raw_archs):
     multi = [a for a in raw_archs if a.genotype.steps > 1]
     ops = Counter(op for a in multi for op, _ in a.genotype.normal)
     total = sum(ops.values())
-    assert set(ops) == set(OP_NAMES)
-    for op in OP_NAMES[1:]:
+    assert set(ops) == set(PRIMITIVES)
+    for op in PRIMITIVES[1:]:
         assert_freq(ops[op], total - ops["none"], 1 / 14, f"op {op}")
     p_none = {(m, r): _p_none_on_selected_edge(m, r) for m in range(2, 6) for r in (1, 2)}
     assert abs(p_none[2, 1] + p_none[2, 2] - 2 / 15) < 1e-4  # two inputs: both kept, plain 1/15 each
@@ -178,7 +178,7 @@ def _single_op_arch(op: str, norm="bn") -> Architecture:
     return Architecture(g, 4, norm=norm)
 
 
-@pytest.mark.parametrize("op", [op for op in OP_NAMES if op != "none"])
+@pytest.mark.parametrize("op", [op for op in PRIMITIVES if op != "none"])
 @pytest.mark.parametrize("imagenet", [False, True])
 def test_every_op_builds_runs_and_counts(op, imagenet):
     arch = _single_op_arch(op)

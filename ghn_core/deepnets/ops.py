@@ -20,7 +20,7 @@ from ..errors import ArchitectureError
 from ..utils import lookup
 
 __all__ = [
-    "OPS", "OP_NAMES", "CONV_OPS", "DENSE_LARGE_CONV_OPS", "POOL_OPS", "get_op",
+    "OPS", "PRIMITIVES", "CONV_OPS", "DENSE_LARGE_CONV_OPS", "POOL_OPS", "get_op",
     "ReLUConvBN", "Conv7x1_1x7", "DilConv", "SepConv", "FactorizedReduce", "MSA", "CSE", "PosEnc",
     "make_norm",
 ]
@@ -256,7 +256,7 @@ OPS: dict[str, OpSpec] = {
     "msa": OpSpec(lambda C, s, n, t: MSA(C, s), lambda C, s, n: MSA.num_params(C)),
     "cse": OpSpec(lambda C, s, n, t: CSE(C, s), lambda C, s, n: CSE.num_params(C)),
 }
-OP_NAMES: tuple[str, ...] = tuple(OPS)
+PRIMITIVES: tuple[str, ...] = tuple(OPS)
 CONV_OPS = frozenset(name for name in OPS if "conv" in name)
 DENSE_LARGE_CONV_OPS = frozenset({"conv_5x5", "conv_7x7"})
 POOL_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})

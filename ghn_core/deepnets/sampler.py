@@ -18,7 +18,7 @@ from ..errors import ArchitectureError
 from ..utils import lookup
 from .genotype import Architecture, Genotype
 from .network import count_params
-from .ops import DENSE_LARGE_CONV_OPS, LEARNABLE_OPS, OP_NAMES, POOL_OPS, CONV_OPS
+from .ops import DENSE_LARGE_CONV_OPS, LEARNABLE_OPS, PRIMITIVES, POOL_OPS, CONV_OPS
 
 __all__ = [
     "SplitSpec", "SPLITS", "get_split", "sample_genotype", "sample_architecture", "rejection_reason",
@@ -80,8 +80,8 @@ def sample_genotype(rng: random.Random, steps: int, *, only_pool: bool = False, 
     (``none`` included when allowed). With ``only_pool`` the reduction cell draws only from pools,
     skip and none. With ``drop_concat`` each node but the last is kept in the output with p=0.5.
     """
-    base_ops = [op for op in OP_NAMES if allow_transformer or op != "msa"]
-    pool_ops = [op for op in OP_NAMES if op in POOL_OPS or op in ("none", "skip_connect")]
+    base_ops = [op for op in PRIMITIVES if allow_transformer or op != "msa"]
+    pool_ops = [op for op in PRIMITIVES if op in POOL_OPS or op in ("none", "skip_connect")]
 
     def cell(ops: list[str]) -> tuple[list[tuple[str, int]], list[int]]:
         non_none = [k for k, op in enumerate(ops) if op != "none"]
