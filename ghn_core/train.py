@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .data import BatchLoader, get_dataset_info, load_split
 from .deepnets import DeepNets1M, Network, architecture_graph, generate_split, get_split, sample_width
+from .deepnets.store import store_path
 from .errors import CheckpointError, GhnNasError
 from .graph import Graph
 from .model import GHN2, create_ghn, ghn_from_checkpoint, save_checkpoint
@@ -357,7 +358,7 @@ def _validate(ghn: GHN2, store: DeepNets1M, loader, cfg: TrainConfig) -> dict[st
 
 
 def _open_train_store(cfg: TrainConfig, is_main: bool) -> DeepNets1M:
-    path = Path(cfg.deepnets_dir) / "deepnets1m_train.h5"
+    path = store_path(cfg.deepnets_dir, "train")
     if not path.exists() and is_main:
         log.info("no train split at %s: generating %d nets", path, cfg.train_nets)
         generate_split("train", cfg.train_nets, cfg.deepnets_dir)
@@ -520,7 +521,7 @@ def _out_of_time(cfg: TrainConfig, t_start: float, world_size: int, device: torc
 
 
 def _ensure_split(cfg: TrainConfig, split: str) -> Path:
-    path = Path(cfg.deepnets_dir) / f"deepnets1m_{split}.h5"
+    path = store_path(cfg.deepnets_dir, split)
     if not path.exists():
         generate_split(split, get_split(split).size, cfg.deepnets_dir, progress=False)
     return path
