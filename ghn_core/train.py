@@ -131,16 +131,15 @@ def sample_meta_batch(store: DeepNets1M, rng: random.Random, *, meta_batch: int,
     """
     for _ in range(100):
         indices = [rng.randrange(len(store)) for _ in range(meta_batch)]
-        nets, graphs = [], []
+        drawn, graphs = [], []
         for i in indices:
             rec = store[i]
             C, fc_dim = _scaled_width(rng, rec, width_scale)
-            arch = rec.arch.with_(fc_dim=fc_dim)
-            nets.append(Network(arch, C, num_classes, track_running_stats=False, device="meta"))
-            graphs.append(architecture_graph(arch, C, num_classes, image_size=image_size, s_max=s_max))
-        batch = MetaBatch(indices, nets, graphs)
-        if batch.num_nodes <= max_nodes:
-            return batch
+            drawn.append((rec.arch.with_(fc_dim=fc_dim), C))
+            graphs.append(architecture_graph(drawn[-1][0], C, num_classes, image_size=image_size, s_max=s_max))
+        if sum(g.num_nodes for g in graphs) <= max_nodes:  # the modules are built for a kept batch only
+            nets = [Network(arch, C, num_classes, track_running_stats=False, device="meta") for arch, C in drawn]
+            return MetaBatch(indices, nets, graphs)
     raise GhnNasError(f"could not draw {meta_batch} nets with at most {max_nodes} graph nodes in 100 tries; "
                       f"raise --max_nodes or lower --meta_batch")
 
