@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -23,9 +24,12 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 
 def _session(tmp_path: Path, cifar_dir: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path / "out"
+    # One torch thread in every step, as elsewhere in the suite: on a busy 2-core machine the dry run's
+    # export step took 62 s with two threads and 18 s with one.
     proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--out", str(out), "--deepnets-dir",
                            str(tmp_path / "deepnets"), "--data-dir", str(cifar_dir), *args],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     return proc, out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -99,21 +100,23 @@ def test_read_pool_formats_and_refusals(tmp_path, pool_csv):
 
 
 def test_bad_pools_and_budgets_on_the_command_line(tmp_path, pool_csv):
+    """Each case is its own run of the command; they run side by side (each spends seconds importing torch)."""
     (tmp_path / "garbage.txt").write_text("not an architecture\n")
-    proc = run_cli("nas.search", "--space", f"pool:{tmp_path / 'garbage.txt'}", cwd=tmp_path)
-    assert_user_error(proc, "garbage.txt, line 1")
-    proc = run_cli("nas.search", "--space", f"pool:{pool_csv}", "--objective", "accuracy", "--label-budget", "13",
-                   "--label-from", str(pool_csv), cwd=tmp_path)
-    assert_user_error(proc, "--label-budget 13 is more than the 12")
-    proc = run_cli("nas.search", "--space", "nb201", "--objective", "accuracy", "--label-budget", "2", "--label-from",
-                   str(pool_csv), cwd=tmp_path)
-    assert_user_error(proc, "--label-from looks labels up in a table: search a pool")
-    proc = run_cli("nas.search", "--space", f"pool:{pool_csv}", "--objective", "accuracy", "robustness",
-                   "--label-budget", "2", "--label-from", str(pool_csv), cwd=tmp_path)
-    assert_user_error(proc, "a label budget needs one objective")
     (tmp_path / "archs.txt").write_text("\n".join(nb201_cells(3)) + "\n")
-    proc = run_cli("nas.benchmark", "--pool", str(tmp_path / "archs.txt"), cwd=tmp_path)
-    assert_user_error(proc, "has no labels")
+    cases = [
+        (("nas.search", "--space", f"pool:{tmp_path / 'garbage.txt'}"), "garbage.txt, line 1"),
+        (("nas.search", "--space", f"pool:{pool_csv}", "--objective", "accuracy", "--label-budget", "13",
+          "--label-from", str(pool_csv)), "--label-budget 13 is more than the 12"),
+        (("nas.search", "--space", "nb201", "--objective", "accuracy", "--label-budget", "2", "--label-from",
+          str(pool_csv)), "--label-from looks labels up in a table: search a pool"),
+        (("nas.search", "--space", f"pool:{pool_csv}", "--objective", "accuracy", "robustness", "--label-budget", "2",
+          "--label-from", str(pool_csv)), "a label budget needs one objective"),
+        (("nas.benchmark", "--pool", str(tmp_path / "archs.txt")), "has no labels"),
+    ]
+    with ThreadPoolExecutor(len(cases)) as pool:
+        procs = list(pool.map(lambda case: run_cli(*case[0], cwd=tmp_path), cases))
+    for proc, (args, needle) in zip(procs, cases):
+        assert_user_error(proc, needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["archs.txt", "garbage.txt", "pool.csv"]
 
 

@@ -197,31 +197,72 @@ def test_ctrl_c_leaves_the_study_consistent_and_a_rerun_continues(tmp_path, ghn_
     assert complete() == done + 1
 
 
+# A worker imports nas/storage.py (and ghn_core/errors.py) without the packages' __init__ modules, which
+# import torch (seconds per process); it opens the storage, says so, and waits for the test's word, so
+# the four start their trials together. A trial's value is the pid of the worker that ran it.
 LOAD_WORKER = """
-import sys, optuna
+import os, sys, types
+for package in ("nas", "ghn_core"):
+    module = types.ModuleType(package)
+    module.__path__ = [f"{sys.argv[3]}/{package}"]
+    sys.modules[package] = module
+import optuna
 from nas.storage import open_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 study = optuna.load_study(study_name=sys.argv[2], storage=open_storage(sys.argv[1]))
-study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=50)
+print("ready", flush=True)
+sys.stdin.readline()
+
+
+def objective(trial):
+    trial.suggest_float("x", -1, 1)
+    return os.getpid()
+
+
+study.optimize(objective, n_trials=int(sys.argv[4]))
 """
 
 
 @pytest.mark.parametrize("kind", ["journal", "sqlite", "postgres"])
-def test_load_four_workers_by_fifty_trials(request, tmp_path, kind):
+def test_load_four_workers_by_twenty_five_trials(request, tmp_path, kind):
+    """Four processes store trials in one study at the same time: none lost, none duplicated, no lock error.
+
+    All four run trials at the same time (asserted), so a quarter of the trials the test once had
+    suffices: measured on the busy 2-core machine, in every run each worker's first trial was among
+    the study's first four, and its last came after trial 27 on a journal file, after trial 89 on
+    SQLite and PostgreSQL (2-4 runs each).
+    """
     url = {"journal": f"journal:{tmp_path}/load.journal", "sqlite": f"sqlite:///{tmp_path}/load.db"}.get(kind)
     url = url or request.getfixturevalue("postgres_url")
-    name = f"load-{uuid.uuid4().hex[:8]}"
+    name, workers, per_worker = f"load-{uuid.uuid4().hex[:8]}", 4, 25
+    total = workers * per_worker
     optuna.create_study(study_name=name, storage=open_storage(url))
-    procs = [subprocess.Popen([sys.executable, "-c", LOAD_WORKER, url, name], stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
-    errors = [p.communicate(timeout=500)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)[-3000:]
+    procs = [subprocess.Popen([sys.executable, "-c", LOAD_WORKER, url, name, str(REPO), str(per_worker)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(workers)]
+    try:
+        for p in procs:  # every worker has the study open
+            assert p.stdout.readline() == "ready\n", p.communicate(timeout=60)[1][-3000:]
+        for p in procs:  # go
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        errors = [p.communicate(timeout=500)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0] * workers, "\n".join(errors)[-3000:]
     assert not any("database is locked" in e for e in errors)
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     trials = study.get_trials(deepcopy=False)
-    assert len(trials) == 200 and _states(study) == {TrialState.COMPLETE: 200}
-    assert sorted(t.number for t in trials) == list(range(200))
-    assert len({t._trial_id for t in trials}) == 200
+    assert len(trials) == total and _states(study) == {TrialState.COMPLETE: total}
+    assert sorted(t.number for t in trials) == list(range(total))
+    assert len({t._trial_id for t in trials}) == total
+    by_number = [int(t.value) for t in sorted(trials, key=lambda t: t.number)]
+    assert sorted(set(by_number)) == sorted(p.pid for p in procs)
+    first = [by_number.index(p.pid) for p in procs]
+    last = [total - 1 - by_number[::-1].index(p.pid) for p in procs]
+    assert max(first) < min(last), f"the workers did not overlap: first trials {first}, last trials {last}"
 
 
 def test_several_workers_refuse_sqlite(tmp_path, ghn_ckpt, cifar_dir):
