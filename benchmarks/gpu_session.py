@@ -28,8 +28,8 @@ any step failed (0 otherwise). ``OUT/session.json`` is rewritten after every ste
 6. ``evaluate_shipped``: the shipped checkpoint, same nets and batches (numbers in session.json).
    Skipped on ``--device cpu``.
 7. ``export``: ``python -m ghn_core.export OUT/train/last.pt --out OUT/export`` (weights without the
-   optimizer, under 10 MB, and a model card measured on a small budget: 5 test nets, 2 batches;
-   ghn_core.export has no --device and runs on the CPU).
+   optimizer, under 10 MB, and a model card measured on a small budget: 5 test nets, 2 batches, and
+   on CUDA the yardstick's DeepNets-1M and torchvision parts; the CPU dry run skips the yardstick).
 
 The output folder (``--out``, default ``$OUT/gpu_session`` when ``$OUT`` is set, else
 ``runs/gpu_session``) holds at most 8 files, the most the device tool brings back: session.log,
@@ -63,12 +63,13 @@ SHIPPED = REPO / "ghn_core" / "checkpoints" / "ghn2_cifar10.pt"
 PLAN = {
     "cuda": dict(train_nets=50_000, train_args=["--preset", "paper", "--amp", "true", "--log-every", "10"],
                  bench_args=["--steps", "10"], eval_nets=50, eval_batches=10, export_nets=5, export_batches=2,
-                 shipped=True, after_train_s=150),
+                 export_args=["--device", "cuda"], shipped=True, after_train_s=150),
     "cpu": dict(train_nets=300, train_args=["--preset", "cpu-small", "--meta-batch", "2", "--batch-size", "8",
                                             "--width-scale", "0.25",
                                             "--eval-nets", "0", "--log-every", "1", "--amp", "false"],
                 bench_args=None,  # CPU speed is BENCHMARKS.md's (bench_train_step.py --threads 2)
-                eval_nets=2, eval_batches=1, export_nets=2, export_batches=1, shipped=False, after_train_s=60),
+                eval_nets=2, eval_batches=1, export_nets=2, export_batches=1,
+                export_args=["--device", "cpu", "--no-yardstick"], shipped=False, after_train_s=60),
 }
 STEP_CAPS_S = {"tests": 180, "bench": 150, "generate": 180, "evaluate": 240, "evaluate_shipped": 150, "export": 180}
 STEPS = ["tests", "bench", "generate", "train", "evaluate", "evaluate_shipped", "export"]
@@ -387,7 +388,8 @@ def main(argv=None) -> int:
         s.record["steps"]["export"]["status"] = "failed"
     else:
         cmd = [py, "-m", "ghn_core.export", str(last), "--out", str(out / "export"), "--test-nets",
-               str(plan["export_nets"]), "--batches", str(plan["export_batches"]), "--deepnets-dir", deepnets]
+               str(plan["export_nets"]), "--batches", str(plan["export_batches"]), "--deepnets-dir", deepnets,
+               *plan["export_args"]]
         if data:
             cmd += ["--data-dir", data]
         s.run("export", cmd, timeout=STEP_CAPS_S["export"], env=env)

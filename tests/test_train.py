@@ -70,16 +70,33 @@ def test_command_line_presets_and_overrides():
         parse_args(["--learning_rate", "0.1"])  # unknown fields are rejected
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a busy 2-core machine, 20 steps of the run below (with loading the images)
+    took 25 s with one thread and 107 s with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_training_lifts_accuracy_on_held_out_nets(tiny_store, tmp_path, cifar_dir):
+def test_training_lifts_accuracy_on_held_out_nets(tiny_store, tmp_path, cifar_dir, one_thread):
     """A few minutes of CPU training beat the same GHN untrained and random init on unseen nets.
 
-    Measured on this project's 2-core machine (seed 1111): after 250 steps, 15.9 +- 0.5 % for the
-    trained GHN vs 9.4 +- 0.4 % untrained and 10.9 +- 0.4 % random init (8 held-out nets, 256
-    validation images each); the asserted margins are half of those.
+    Measured on this project's 2-core machine (one thread), after 150 steps at lr 3e-3, mean accuracy
+    of the 8 held-out nets (256 validation images each), trained vs untrained vs random init, and the
+    nets on which the trained GHN beat random init, for four training seeds:
+    seed 1111 (the test's): 13.9 vs 9.7 vs 9.1 %, 8 of 8; seed 1: 13.1 vs 8.5 vs 9.1 %, 8 of 8;
+    seed 2: 16.2 vs 10.1 vs 9.1 %, 7 of 8; seed 3: 15.0 vs 9.6 vs 9.1 %, 8 of 8.
+    The smallest gains, +4.2 points over untrained and +4.0 over random init, stay above the asserted
+    +3.0 and +2.5 (and 7 of 8 above 6 of 8). The former recipe, 250 steps at lr 2e-3 (1.7x the images),
+    did no better: seed 2: +5.6 and +6.6, 7 of 8; seed 3: +4.9 and +5.4, 8 of 8. At 100 steps (lr 4e-3),
+    or with half the nets or half the images per step, some seeds fell short of the margins, a few
+    staying at chance.
     """
-    cfg = _cfg(tiny_store, tmp_path / "run", cifar_dir, width_scale=0.25, batch_size=64, meta_batch=4, max_steps=250, lr=2e-3,
-               log_every=50)
+    cfg = _cfg(tiny_store, tmp_path / "run", cifar_dir, width_scale=0.25, batch_size=64, meta_batch=4, max_steps=150,
+               lr=3e-3, log_every=50)
     torch.manual_seed(cfg.seed)
     untrained = create_ghn("ghn2")  # the same initialisation train() starts from
     trained = load_ghn(train(cfg, progress=False))
