@@ -134,7 +134,11 @@ def run_benchmark(inputs: BenchmarkInputs, seeds: int, *, budgets: Sequence[int]
 
 def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], ghn, *, n_images: int,
                   data_dir: str | None, cache: Path, progress: bool) -> dict[str, np.ndarray]:
-    """Each proxy's value on every pool net, computed once per distinct net and cached on disk."""
+    """Each proxy's value on every pool net, computed once per distinct net and cached on disk.
+
+    A proxy's values go to ``cache`` once every net has one; until then each net's value is appended
+    to a file beside it as soon as it is computed, so an interrupted run resumes at the next net.
+    """
     import torch
 
     from .label import build_architecture
@@ -147,22 +151,47 @@ def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], gh
     todo = [p for p in proxies if p not in cached]
     if todo:
         ctx = ProxyContext.from_data(ghn, n_images=n_images, seed=0, data_dir=data_dir, device="cpu")
+        cache.parent.mkdir(parents=True, exist_ok=True)
         for name in todo:
-            values = {}
-            for key, i in tqdm(first.items(), desc=name, unit="net", disable=not progress or None):
-                if not candidates.has_features[i]:
-                    values[key] = np.nan  # no graph: constant output, no score
-                    continue
-                torch.manual_seed(0)
-                ctx.new_trial()
-                values[key] = compute(name, build_architecture(pool.space, pool.archs[i]), ctx)
+            partial = cache.with_name(f"{cache.stem}-{name}.partial.jsonl")
+            values = dict(_read_partial(partial))
+            with partial.open("a") as f:
+                if partial.stat().st_size and not partial.read_text().endswith("\n"):
+                    f.write("\n")  # a line a kill cut short stays on its own
+
+                for key, i in tqdm(first.items(), desc=name, unit="net", initial=len(values), total=len(first),
+                                   disable=not progress or None):
+                    if key in values:
+                        continue
+                    if not candidates.has_features[i]:
+                        values[key] = np.nan  # no graph: constant output, no score
+                    else:
+                        torch.manual_seed(0)
+                        ctx.new_trial()
+                        values[key] = float(compute(name, build_architecture(pool.space, pool.archs[i]), ctx))
+                    f.write(json.dumps([key, values[key]]) + "\n")
+                    f.flush()
             cached[name] = np.array([values[key] for key in candidates.keys])
-            cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(cache.stem + ".tmp.npz")
             np.savez(tmp, **cached)
             tmp.replace(cache)
+            partial.unlink()
     sign = {p: 1.0 if PROXIES[p].direction == "maximize" else -1.0 for p in proxies}
     return {p: sign[p] * cached[p] for p in proxies}
+
+
+def _read_partial(path: Path) -> list[tuple[str, float]]:
+    """(net key, value) pairs of a proxy's unfinished run; a line cut short by a kill is dropped."""
+    if not path.is_file():
+        return []
+    pairs = []
+    for line in path.read_text().splitlines():
+        try:
+            key, value = json.loads(line)
+        except ValueError:
+            continue
+        pairs.append((key, float(value)))
+    return pairs
 
 
 def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = None, n_images: int = 512,

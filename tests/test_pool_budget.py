@@ -218,3 +218,34 @@ def test_two_workers_share_one_budget_without_labelling_a_net_twice(tmp_path, po
     labels = labelled_trials(study)
     assert len(labels) == 8 and len({t.user_attrs[CLAIM] for t in labels}) == 8
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_benchmark_proxy_values_resume_at_the_next_net(tmp_path, pool_csv, ghn_ckpt, cifar_dir, monkeypatch):
+    """A proxy run killed midway keeps the values it computed: the rerun computes only the rest."""
+    import nas.proxies
+    from nas.benchmark import prepare
+
+    monkeypatch.setenv("GHN_NAS_CACHE", str(tmp_path / "cache"))
+    compute, calls = nas.proxies.compute, []
+
+    def interrupted_after_5(name, model, ctx):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(name)
+        return compute(name, model, ctx)
+
+    monkeypatch.setattr(nas.proxies, "compute", interrupted_after_5)
+    kwargs = dict(ghn_path=ghn_ckpt, n_images=16, data_dir=str(cifar_dir), proxies=["params"], progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(str(pool_csv), None, **kwargs)
+    [partial] = (tmp_path / "cache" / "benchmark").glob("*.partial.jsonl")
+    assert len(partial.read_text().splitlines()) == 5
+    calls.clear()
+    monkeypatch.setattr(nas.proxies, "compute", lambda *a: calls.append(a[0]) or compute(*a))
+    resumed = prepare(str(pool_csv), None, **kwargs).scores["params"]
+    assert len(calls) == 12 - 5 and not partial.exists()
+    from nas.label import build_architecture
+
+    expected = [sum(p.numel() for p in build_architecture("nb201", a).parameters()) / 1e6
+                for a in read_labelled(pool_csv).archs]
+    assert resumed.tolist() == pytest.approx(expected)
