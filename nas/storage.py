@@ -14,9 +14,12 @@ other hosts once ``GRACE_S`` has passed.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import signal
 import socket
+import threading
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -88,7 +91,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         if journal is not None:
             from optuna.storages.journal import JournalFileBackend
 
-            return optuna.storages.JournalStorage(JournalFileBackend(journal))
+            return _atomic_to_ctrl_c(optuna.storages.JournalStorage(JournalFileBackend(journal)))
         if "://" not in url:
             raise GhnNasError(f"storage {mask_url(url)!r} is neither a URL (sqlite:///x.db, postgresql://...) "
                               f"nor a journal file (journal:x.journal)")
@@ -97,12 +100,60 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use
-            return optuna.storages.RDBStorage(driver_url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S, heartbeat_stale_trial_callback=_retry)
+            return _atomic_to_ctrl_c(optuna.storages.RDBStorage(
+                driver_url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=_retry))
     except GhnNasError:
         raise
     except Exception as err:  # SQLAlchemy and the drivers raise many types for a bad URL or a dead server
         raise GhnNasError(mask_url(f"cannot open the study storage {url!r}: {type(err).__name__}: {err}", url)) from None
+
+
+class _CtrlC:
+    """Ctrl-C in the main thread waits for the storage call it lands in (a second one does not wait).
+
+    Interrupted inside a write, a storage can keep its lock: SQLite's write lock held by a session
+    nobody closes, or a journal's lock file. The cleanup after Ctrl-C then waits for that lock.
+    """
+
+    depth = 0
+    pending = False
+
+    @classmethod
+    def defer(cls, signum: int, frame) -> None:
+        if cls.pending:
+            cls.pending = False
+            raise KeyboardInterrupt
+        cls.pending = True
+
+
+def _atomic_to_ctrl_c(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """``storage`` with every public method shielded from Ctrl-C while it runs (see :class:`_CtrlC`).
+    The methods are wrapped on the instance, so it stays an instance of its class for Optuna."""
+    def shielded(method):
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                return method(*args, **kwargs)  # signals reach the main thread only
+            if _CtrlC.depth == 0:
+                previous = signal.signal(signal.SIGINT, _CtrlC.defer)
+            _CtrlC.depth += 1
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _CtrlC.depth -= 1
+                if _CtrlC.depth == 0:
+                    signal.signal(signal.SIGINT, previous)
+                    if _CtrlC.pending:
+                        _CtrlC.pending = False
+                        signal.raise_signal(signal.SIGINT)  # the user's handler runs now, the call done
+
+        return call
+
+    for name in dir(type(storage)):
+        if not name.startswith("_") and callable(getattr(type(storage), name)):
+            setattr(storage, name, shielded(getattr(storage, name)))
+    return storage
 
 
 def _postgres_driver(url: str) -> str:

@@ -167,6 +167,27 @@ def test_a_killed_workers_trial_is_failed_and_retried(tmp_path, ghn_ckpt, cifar_
     assert states[TrialState.COMPLETE] == trials and TrialState.RUNNING not in states
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_ctrl_c_inside_a_storage_call_lands_after_it(tmp_path, monkeypatch, kind):
+    """Ctrl-C in the middle of a write lets the write finish (no lock left held), then interrupts."""
+    storage_class = optuna.storages.RDBStorage if kind == "sqlite" else optuna.storages.JournalStorage
+    write = storage_class.set_trial_user_attr
+
+    def interrupted_write(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # the user presses Ctrl-C as the write starts
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(storage_class, "set_trial_user_attr", interrupted_write)
+    url = f"sqlite:///{tmp_path}/study.db" if kind == "sqlite" else f"journal:{tmp_path}/study.journal"
+    study = optuna.create_study(storage=open_storage(url))
+    trial = study.ask()
+    with pytest.raises(KeyboardInterrupt):
+        trial.set_user_attr("worker", "me")
+    assert study.trials[0].user_attrs == {"worker": "me"}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    study.tell(trial, 1.0)  # nothing is left locked
+
+
 def test_ctrl_c_leaves_the_study_consistent_and_a_rerun_continues(tmp_path, ghn_ckpt, cifar_dir):
     storage, name = f"sqlite:///{tmp_path}/study.db", "interrupted"
     proc = _worker(storage, name, ghn_ckpt, cifar_dir, 200, tmp_path)
