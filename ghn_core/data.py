@@ -33,10 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from tqdm import tqdm
 
 from .errors import DataError
@@ -90,7 +87,8 @@ DATASETS: dict[str, DatasetInfo] = {
         noise_sigma=0.18, val_per_class=50,
     ),
 }
-_TORCHVISION = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
+# torchvision is imported where images are decoded or downloaded: it costs seconds per process.
+_TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
@@ -244,9 +242,11 @@ def _load_torchvision(root: Path, dataset: str, split: str) -> ImageSet:
 
     The pickles are already decoded uint8 arrays, as fast to read as a cache, so none is written.
     """
+    import torchvision
+
     root.mkdir(parents=True, exist_ok=True)
     try:
-        ds = _TORCHVISION[dataset](str(root), train=split == "train", download=True)
+        ds = getattr(torchvision.datasets, _TORCHVISION[dataset])(str(root), train=split == "train", download=True)
     except (OSError, RuntimeError, tarfile.TarError) as err:  # OSError covers URLError
         raise _data_error(root, f"could not download or read {dataset} with torchvision: {err}") from err
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, H, W, 3) -> (N, 3, H, W)
@@ -370,6 +370,8 @@ def _decode_files(files: list[str], info: DatasetInfo, desc: str = "decoding") -
     JPEGs are decoded in batches by torchvision (libjpeg-turbo), roughly 4x faster than PIL here;
     images of another size get the shorter side resized to ``info.resize_size`` and a centre crop.
     """
+    import torchvision.transforms.v2.functional as TF
+
     size = info.image_size
     images = torch.empty((len(files), 3, size, size), dtype=torch.uint8)
     with tqdm(total=len(files), desc=desc, unit="img", leave=False) as bar, warnings.catch_warnings():
@@ -388,6 +390,8 @@ def _decode_files(files: list[str], info: DatasetInfo, desc: str = "decoding") -
 
 
 def _decode_chunk(files: list[str]) -> list[Tensor]:
+    from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+
     raw = [read_file(f) for f in files]
     try:
         return decode_jpeg(raw, mode=ImageReadMode.RGB)
