@@ -144,12 +144,13 @@ def make_candidates(ghn, pool: Pool, *, progress: bool = True) -> Candidates:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
         for key, i in tqdm(first.items(), desc="candidate graphs", unit="net", disable=not progress or None):
+            model = build_architecture(pool.space, pool.archs[i])
             try:
-                graph = architecture_graph(ghn, pool.space, pool.archs[i])
+                graph = architecture_graph(ghn, pool.space, pool.archs[i], model)
             except GraphError:
                 continue  # no input-output path: nothing to embed, never proposed
             graphs.append(graph)
-            cheap.append(graph_features(graph, build_architecture(pool.space, pool.archs[i])))
+            cheap.append(graph_features(graph, model))
             traced.append(key)
     if not graphs:
         raise ValueError(f"no architecture of {pool.source} has a graph the GHN can embed")

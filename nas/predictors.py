@@ -210,10 +210,11 @@ def predictors_path(ghn_path: str | Path | None = None) -> Path:
     return ckpt.with_suffix(".predictors.joblib")
 
 
-def architecture_graph(ghn: GHN2, space: str, arch: str) -> Graph:
+def architecture_graph(ghn: GHN2, space: str, arch: str, model: nn.Module | None = None) -> Graph:
     """The GHN's graph of one architecture line: an NB201 string's straight from the string
     (``nb201_graph``, equal to tracing the built net when the GHN's images fit), else by tracing the
-    built net. Raises ``GraphError`` for a net without an input-output path."""
+    built net (``model``, if the caller has built it already). Raises ``GraphError`` for a net without
+    an input-output path."""
     from ghn_core.graph.nb201 import nb201_graph
 
     from .label import build_architecture
@@ -222,7 +223,7 @@ def architecture_graph(ghn: GHN2, space: str, arch: str) -> Graph:
     # tracing also warns when the GHN has other classes than 10
     if space == "nb201" and ghn.config.image_size % 4 == 0 and ghn.config.num_classes == 10:
         return nb201_graph(arch, s_max=ghn.s_max)
-    return ghn.graphs([build_architecture(space, arch)])[0]
+    return ghn.graphs([model if model is not None else build_architecture(space, arch)])[0]
 
 
 def labelled_features(ghn: GHN2, space: str, archs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
