@@ -1,19 +1,21 @@
-"""Which GHN training recipe learns most per CPU-minute: ``cpu-small`` and one-knob variants at equal wall clock.
+"""Which GHN training recipe learns most per CPU-minute: ``cpu-small`` and one-knob variants at equal compute.
 
 Every variant of :data:`VARIANTS` is ``PRESETS["cpu-small"]`` with one knob changed, trained with the same
-seed on the same threads for the same training wall-clock time (``--minutes``, default 30). Training runs
-in chunks of ``--chunk`` minutes (``TrainConfig.max_minutes``; each chunk resumes the run's ``last.pt``),
-so the checkpoint of chunk k holds about k x ``--chunk`` minutes of training (cumulative
-``wall_time_s`` of the checkpoint, which counts the training loop only: not loading images, not
-scoring). After each chunk the checkpoint gets one curve point, the yardstick's part 1 alone
-(``ghn_core.yardstick.yardstick`` called with ``YardstickConfig(torchvision=())`` and no NB201 CSV: the
-first 50 DeepNets-1M test nets, 2 batches of 64 test images each, with the random-init baseline on the
-same nets and images). At the end of a variant the whole yardstick runs once on its last checkpoint
-(its DeepNets-1M part is that variant's last curve point). Each point is one JSON line of
-``curve.jsonl``, appended as soon as it is scored; a rerun resumes every run where it stopped and skips
-what is scored.
+seed on the same threads for the same minutes of training (``--minutes``, default 30) on one clock
+(``--clock``): by default the training process's CPU time, all threads (``TrainConfig.max_cpu_minutes``),
+which a busy machine does not shrink; ``--clock wall`` counts wall-clock time (``max_minutes``) for a
+quiet machine. Training runs in chunks of ``--chunk`` minutes (each chunk resumes the run's
+``last.pt``), so the checkpoint of chunk k holds about k x ``--chunk`` minutes of training (the
+checkpoint's cumulative ``cpu_time_s`` or ``wall_time_s``, which count the training loop only: not
+loading images, not scoring). After each chunk the checkpoint gets one curve point, the yardstick's
+part 1 alone (``ghn_core.yardstick.yardstick`` called with ``YardstickConfig(torchvision=())`` and no
+NB201 CSV: the first 50 DeepNets-1M test nets, 2 batches of 64 test images each, with the random-init
+baseline on the same nets and images). At the end of a variant the whole yardstick runs once on its
+last checkpoint (its DeepNets-1M part is that variant's last curve point). Each point is one JSON line
+of ``curve.jsonl``, appended as soon as it is scored; a rerun resumes every run where it stopped and
+skips what is scored.
 
-    python benchmarks/recipe_study.py run --minutes 30 --chunk 5 --threads 2 --train-nets 100000
+    python benchmarks/recipe_study.py run --minutes 30 --chunk 5 --threads 1 --train-nets 100000
     python benchmarks/recipe_study.py run --variants base images-16 ...   # some variants (in this order)
     python benchmarks/recipe_study.py report                              # table (report.md) and curves.png
 
@@ -25,16 +27,14 @@ and roughly an hour to generate on 2 busy cores, extrapolated from 2,000 nets in
 partial split never stands in for the full one there. 100,000 nets are plenty for 30 minutes: a
 variant draws at most ~10,000 nets in that time, each at a freshly drawn width.
 
-How to compare: at equal training wall clock, same seed, same threads and same machine load. The
-curve points of all variants are scored on the same 50 nets and the same images, so a variant's gain
-over ``base`` at the same point is a paired difference over the 50 nets (``report`` prints it at the
-last point, with its paired standard error), and a ratio of (score - random init) at equal minutes
-says how much more the recipe teaches per minute. Wall time on a shared machine drifts with the
-load (on a 2-core machine at load average 7, a cpu-small step took 9 s instead of 1-2 s): run the
-variants back to back on a quiet machine, keep ``--threads`` at the number of free cores, and read
-the CPU seconds (``time.process_time`` of the ``train`` calls, all threads, including loading the
-images for each chunk) and the load average recorded with each point next to the minutes;
-``curves.png`` plots the score against both.
+How to compare: at equal minutes on the study's clock, same seed, same threads. The curve points of
+all variants are scored on the same 50 nets and the same images, so a variant's gain over ``base`` at
+the same point is a paired difference over the 50 nets (``report`` prints it at the last point, with
+its paired standard error), and a ratio of (score - random init) at equal minutes says how much more
+the recipe teaches per minute. Wall time on a shared machine drifts with the load (on a 2-core machine
+at load average 7, a cpu-small step took 9 s instead of 1-2 s); CPU time drifts much less (caches and
+memory bandwidth are still shared), which is why it is the default clock. Each point records both
+clocks and the load average; ``curves.png`` plots the score against both.
 """
 from __future__ import annotations
 
@@ -122,9 +122,13 @@ def variant_config(name: str, args: argparse.Namespace) -> TrainConfig:
                        data_dir=args.data_dir, seed=args.seed, device="cpu")
 
 
+#: The clocks a study can be budgeted on: the checkpoint's cumulative seconds and train()'s per-call limit.
+CLOCKS = {"cpu": ("cpu_time_s", "max_cpu_minutes"), "wall": ("wall_time_s", "max_minutes")}
+
+
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A saved or new config as JSON values, without the per-chunk time limit."""
-    return {k: v for k, v in json.loads(json.dumps(config)).items() if k != "max_minutes"}
+    """A saved or new config as JSON values, without the per-chunk time limits."""
+    return {k: v for k, v in json.loads(json.dumps(config)).items() if k not in ("max_minutes", "max_cpu_minutes")}
 
 
 def ensure_train_split(cfg: TrainConfig, workers: int) -> None:
@@ -147,9 +151,9 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _checkpoint_state(last: Path, cfg: TrainConfig) -> dict[str, Any] | None:
-    """Step, cumulative training seconds and planned steps of the run's checkpoint (None: none yet);
-    a checkpoint written under another config is refused."""
+def _checkpoint_state(last: Path, cfg: TrainConfig, clock: str) -> dict[str, Any] | None:
+    """Step, cumulative training seconds (``train_s`` on the study's ``clock``; wall and CPU) and planned
+    steps of the run's checkpoint (None: none yet); a checkpoint written under another config is refused."""
     if not last.exists():
         return None
     t = read_checkpoint(last)["train"]
@@ -162,14 +166,14 @@ def _checkpoint_state(last: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     planned = int(cfg.epochs * t["steps_per_epoch"])
     if cfg.max_steps is not None:
         planned = min(planned, cfg.max_steps)
-    return {"step": int(t["step"]), "wall_s": float(t["wall_time_s"]), "planned_steps": planned,
-            "train_nets": int(t["train_nets"])}
+    return {"step": int(t["step"]), "train_s": float(t[CLOCKS[clock][0]]), "wall_s": float(t["wall_time_s"]),
+            "cpu_s": float(t["cpu_time_s"]), "planned_steps": planned, "train_nets": int(t["train_nets"])}
 
 
 def _next_point_s(lines: list[dict], chunk_s: float, target_s: float) -> float:
     """Training seconds at which the next curve point is due: the first multiple of the chunk beyond
     the last scored point, or the target (points stay on one grid whatever the chunks overshot)."""
-    scored = max((r["train_wall_s"] for r in lines), default=0.0)
+    scored = max((r["train_s"] for r in lines), default=0.0)
     return min((math.floor(scored / chunk_s + 1e-9) + 1) * chunk_s, target_s)
 
 
@@ -212,62 +216,49 @@ def run_variant(name: str, args: argparse.Namespace) -> None:
     last = Path(cfg.out) / "last.pt"
     target_s, chunk_s = 60 * args.minutes, 60 * args.chunk
     lines = [r for r in _read(args.curve) if r["variant"] == name]
-    chunk: dict[str, Any] = {}  # CPU and wall seconds and load average of the train() call behind the checkpoint
+    loadavg = None  # load averages as the train() call behind the checkpoint ended (None: not this run's)
     while True:
-        state = _checkpoint_state(last, cfg)
+        state = _checkpoint_state(last, cfg, args.clock)
         if state is not None and state["step"] != (lines[-1]["step"] if lines else None):
             due = _next_point_s(lines, chunk_s, target_s)
             exhausted = state["step"] >= state["planned_steps"]
-            if state["wall_s"] + 1e-6 >= due or exhausted:
-                final = state["wall_s"] + 1e-6 >= target_s or exhausted
-                lines.append(_score_point(name, cfg, state, lines, final=final, chunk=chunk, args=args))
-                chunk = {}
+            if state["train_s"] + 1e-6 >= due or exhausted:
+                final = state["train_s"] + 1e-6 >= target_s or exhausted
+                lines.append(_score_point(name, cfg, state, final=final, loadavg=loadavg, args=args))
+                loadavg = None
                 continue
-        if state is not None and (state["wall_s"] + 1e-6 >= target_s or state["step"] >= state["planned_steps"]):
+        if state is not None and (state["train_s"] + 1e-6 >= target_s or state["step"] >= state["planned_steps"]):
             if not lines[-1]["final"]:  # scored as an intermediate point under a larger --minutes
-                redo = lines[-1]
-                lines.append(_score_point(name, cfg, state, lines[:-1], final=True, args=args,
-                                          chunk={"cpu_s": redo["chunk_cpu_s"], "wall_s": redo["chunk_wall_s"],
-                                                 "loadavg": redo.get("loadavg")}))
-            log.info("%s: done (%d steps, %.1f training minutes)", name, state["step"], state["wall_s"] / 60)
+                lines.append(_score_point(name, cfg, state, final=True, loadavg=lines[-1].get("loadavg"), args=args))
+            log.info("%s: done (%d steps, %.1f %s minutes of training)", name, state["step"], state["train_s"] / 60,
+                     args.clock)
             return
-        wall = state["wall_s"] if state else 0.0
-        minutes = (_next_point_s(lines, chunk_s, target_s) - wall) / 60
-        # the chunk's CPU time is the point's only if the chunk starts from the last scored checkpoint
-        clean_start = (state["step"] if state else 0) == (lines[-1]["step"] if lines else 0)
-        log.info("%s: training %.2f min from %.1f min (step %d)", name, minutes, wall / 60,
+        trained = state["train_s"] if state else 0.0
+        minutes = (_next_point_s(lines, chunk_s, target_s) - trained) / 60
+        log.info("%s: training %.2f %s min from %.1f min (step %d)", name, minutes, args.clock, trained / 60,
                  state["step"] if state else 0)
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        train(replace(cfg, max_minutes=minutes), progress=args.progress)
-        if clean_start:
-            chunk = {"cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0,
-                     "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        train(replace(cfg, **{CLOCKS[args.clock][1]: minutes}), progress=args.progress)
+        loadavg = [round(x, 2) for x in os.getloadavg()]
 
 
-def _score_point(name: str, cfg: TrainConfig, state: dict[str, Any], lines: list[dict], *, final: bool,
-                 chunk: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Score the run's checkpoint and append its curve line; ``chunk``: the train() call that wrote it
-    ({} if unknown: resumed after an interruption)."""
+def _score_point(name: str, cfg: TrainConfig, state: dict[str, Any], *, final: bool, loadavg: list[float] | None,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Score the run's checkpoint and append its curve line."""
     last = Path(cfg.out) / "last.pt"
     cpu0, wall0 = time.process_time(), time.perf_counter()
     report = score_checkpoint(last, full=final, args=args,
                               report_path=args.study_dir / "yardstick" / f"{name}.txt")
     d = report["deepnets"]
-    previous_cpu = lines[-1]["cpu_s"] if lines else 0.0
-    chunk_cpu = chunk.get("cpu_s")
     record = {
-        "variant": name, "step": state["step"], "train_wall_s": round(state["wall_s"], 2),
-        "point_min": min(math.floor(state["wall_s"] / (60 * args.chunk) + 1e-6) * args.chunk, args.minutes),
+        "variant": name, "step": state["step"], "clock": args.clock, "train_s": round(state["train_s"], 2),
+        "train_wall_s": round(state["wall_s"], 2), "train_cpu_s": round(state["cpu_s"], 2),
+        "point_min": min(math.floor(state["train_s"] / (60 * args.chunk) + 1e-6) * args.chunk, args.minutes),
         "final": final,
         "score": d["ghn"]["mean"], "score_se": d["ghn"]["stderr"], "n_nets": len(d["ghn"]["accuracies"]),
         "random_init": d["random"]["mean"], "accuracies": d["ghn"]["accuracies"],
         "train_loss": _loss_at_checkpoint(Path(cfg.out), state["step"]),
-        # CPU seconds (all threads) of the train() calls; None once a chunk was interrupted and redone
-        "chunk_cpu_s": None if chunk_cpu is None else round(chunk_cpu, 1),
-        "chunk_wall_s": None if chunk.get("wall_s") is None else round(chunk["wall_s"], 1),
         # 1-, 5- and 15-minute load averages as the chunk ended: wall-clock comparisons need a quiet machine
-        "loadavg": chunk.get("loadavg"),
-        "cpu_s": None if chunk_cpu is None or previous_cpu is None else round(previous_cpu + chunk_cpu, 1),
+        "loadavg": loadavg,
         "eval_wall_s": round(time.perf_counter() - wall0, 1), "eval_cpu_s": round(time.process_time() - cpu0, 1),
         "weights": report["ghn"]["hash"], "yardstick": "full" if final else "part 1 (DeepNets-1M)",
         "threads": args.threads, "seed": cfg.seed, "train_nets": state["train_nets"],
@@ -283,7 +274,7 @@ def _score_point(name: str, cfg: TrainConfig, state: dict[str, Any], lines: list
     with args.curve.open("a") as f:
         f.write(json.dumps(record) + "\n")
     log.info("%s: step %d, %.1f min: DeepNets-1M %.2f +- %.2f %% (random init %.2f)%s", name, state["step"],
-             state["wall_s"] / 60, record["score"], record["score_se"] or float("nan"), record["random_init"],
+             state["train_s"] / 60, record["score"], record["score_se"] or float("nan"), record["random_init"],
              " [full yardstick]" if final else "")
     return record
 
@@ -318,7 +309,7 @@ def report(args: argparse.Namespace) -> str:
     for r in _read(args.curve):
         latest[r["variant"], r["step"]] = r
     by_variant: dict[str, list[dict]] = {}
-    for r in sorted(latest.values(), key=lambda r: r["train_wall_s"]):
+    for r in sorted(latest.values(), key=lambda r: r["train_s"]):
         by_variant.setdefault(r["variant"], []).append(r)
     if not by_variant:
         raise SystemExit(f"no curve points in {args.curve}; run `python {Path(__file__).name} run` first")
@@ -326,10 +317,11 @@ def report(args: argparse.Namespace) -> str:
     points = sorted({r["point_min"] for rows in by_variant.values() for r in rows})
     base = {r["point_min"]: r for r in by_variant.get("base", [])}
     any_r = next(iter(by_variant.values()))[0]
-    header = ["variant", "knob", "steps", "train min", "s/step", "CPU min"] + [f"{p:g} min" for p in points] + [
+    header = ["variant", "knob", "steps", "wall min", "s/step", "CPU min"] + [f"{p:g} min" for p in points] + [
         "final DeepNets-1M", "Δ vs base (paired)", "gain / CPU min", "torchvision", "NB201 acc τ", "NB201 CV τ"]
     lines = [f"DeepNets-1M test accuracy (%) of predicted parameters (yardstick part 1: first {any_r['n_nets']} nets, "
-             f"128 images each; random init {_fmt(any_r['random_init'])}) against training minutes; "
+             f"128 images each; random init {_fmt(any_r['random_init'])}) against minutes of training on the "
+             f"{any_r['clock']} clock (CPU: the training process's CPU time, all threads); "
              f"preset {any_r['preset']} ({', '.join(f'{k}={v}' for k, v in any_r['common'].items())} for all), seed "
              f"{any_r['seed']}, {any_r['threads']} thread(s), train split of {any_r['train_nets']} nets. "
              f"Final: the whole yardstick on the last checkpoint; Δ vs base: paired over the same nets at the "
@@ -346,10 +338,10 @@ def report(args: argparse.Namespace) -> str:
             delta = f"{m:+.2f} ± {_fmt(se)}"
         cells = [name, knob, str(end["step"]), _fmt(end["train_wall_s"] / 60, 1),
                  _fmt(end["train_wall_s"] / max(end["step"], 1)),
-                 _fmt(end["cpu_s"] / 60 if end["cpu_s"] is not None else None, 1)]
+                 _fmt(end["train_cpu_s"] / 60, 1)]
         cells += [_fmt(at[p]["score"]) if p in at else "" for p in points]
         final = f"{_fmt(end['score'])} ± {_fmt(end['score_se'])}" if end["final"] else "(not finished)"
-        gain = (end["score"] - end["random_init"]) / (end["cpu_s"] / 60) if end["cpu_s"] else None
+        gain = (end["score"] - end["random_init"]) / (end["train_cpu_s"] / 60) if end["train_cpu_s"] else None
         cells += [final, delta, _fmt(gain, 3), _fmt(end.get("torchvision")), _fmt(end.get("nb201_acc_tau"), 3),
                   _fmt(end.get("nb201_cv_tau"), 3)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -371,7 +363,7 @@ def _plot(by_variant: dict[str, list[dict]], order: list[str], path: Path) -> No
     any_r = next(iter(by_variant.values()))[0]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, key, label in ((axes[0], "train_wall_s", "training wall-clock minutes (scoring excluded)"),
-                           (axes[1], "cpu_s", "CPU minutes of training, all threads (image loading included)")):
+                           (axes[1], "train_cpu_s", "CPU minutes of training, all threads (scoring excluded)")):
         for name in order:
             rows = [r for r in by_variant[name] if r[key] is not None]
             ax.errorbar([r[key] / 60 for r in rows], [r["score"] for r in rows],
@@ -381,7 +373,7 @@ def _plot(by_variant: dict[str, list[dict]], order: list[str], path: Path) -> No
         ax.set_xlabel(label, fontsize=8)
     axes[0].set_ylabel(f"DeepNets-1M test accuracy, % (first {any_r['n_nets']} nets)")
     axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(f"GHN recipes at equal wall clock: {any_r['preset']} and one-knob variants "
+    fig.suptitle(f"GHN recipes at equal {any_r['clock']} time: {any_r['preset']} and one-knob variants "
                  f"({any_r['threads']} threads, seed {any_r['seed']}; bars: standard error over nets)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -394,8 +386,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), help="default: all, in table order")
-    parser.add_argument("--minutes", type=float, default=30.0, help="training wall-clock minutes per variant")
+    parser.add_argument("--minutes", type=float, default=30.0, help="minutes of training per variant (see --clock)")
     parser.add_argument("--chunk", type=float, default=5.0, help="minutes of training between curve points")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+                        help="what --minutes and --chunk count: the training process's CPU time (all threads; "
+                             "fair on a shared machine) or wall-clock time (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (and train-split generation workers)")
     parser.add_argument("--train-nets", type=int, default=None,
                         help=f"size of the train split (default: the preset's, {TrainConfig.train_nets:,})")

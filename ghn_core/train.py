@@ -62,6 +62,7 @@ class TrainConfig:
     epochs: float = 300                 # one epoch = one pass over the 45k training images
     max_steps: int | None = None        # stop earlier (budgeted runs)
     max_minutes: float | None = None    # stop after this many minutes of this run (equal wall-clock comparisons)
+    max_cpu_minutes: float | None = None  # ... of this process's CPU time, all threads (equal compute on a shared machine)
     lr: float = 1e-3
     weight_decay: float = 1e-5
     milestones: tuple[float, ...] = (200, 250)  # epochs at which lr drops by gamma
@@ -282,6 +283,7 @@ class _Start:
     step: int = 0            # steps this run already did (resuming its own checkpoint)
     prior_steps: int = 0     # steps behind the weights it started from (--init)
     wall_time: float = 0.0   # seconds this run already trained
+    cpu_time: float = 0.0    # ... and CPU-seconds of rank 0's process (all threads)
     world_size: int = 1      # ranks of the run that wrote the checkpoint resumed from
 
 
@@ -328,12 +330,13 @@ def _starting_point(cfg: TrainConfig, out: Path, is_main: bool) -> _Start:
         _check_classes(ghn, cfg, path)
         # Through JSON both sides compare alike (a saved tuple would differ from a list).
         saved, now = (json.loads(json.dumps(c)) for c in (payload["train"]["config"], asdict(cfg)))
-        changed = sorted(k for k in now if saved.get(k) != now[k])
+        per_run = ("max_minutes", "max_cpu_minutes")  # budgets of one invocation: no news when they differ
+        changed = sorted(k for k in now if saved.get(k) != now[k] and k not in per_run)
         if changed and is_main:
             log.warning("resuming %s with changed settings: %s", path, changed)
         t = payload["train"]
         return _Start(ghn, payload["optimizer"], int(t["step"]), int(t.get("prior_steps", 0)),
-                      float(t.get("wall_time_s", 0.0)), int(t.get("world_size", 1)))
+                      float(t.get("wall_time_s", 0.0)), float(t.get("cpu_time_s", 0.0)), int(t.get("world_size", 1)))
     if cfg.init:
         ghn, payload = ghn_from_checkpoint(cfg.init)
         _check_classes(ghn, cfg, cfg.init)
@@ -396,7 +399,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     optimizer = torch.optim.Adam(ghn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if start.optimizer_state is not None:
         optimizer.load_state_dict(start.optimizer_state)
-    start_step, prior_steps, wall_time = start.step, start.prior_steps, start.wall_time
+    start_step, prior_steps, wall_time, cpu_time = start.step, start.prior_steps, start.wall_time, start.cpu_time
     if ddp.world_size > 1:
         _check_replicas(ghn, start_step)
 
@@ -433,11 +436,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
             "train": {"config": asdict(cfg), "step": step, "total_steps": prior_steps + step,
                       "prior_steps": prior_steps, "steps_per_epoch": steps_per_epoch, "dataset": cfg.dataset,
                       "train_nets": len(store), "world_size": ddp.world_size, "device": str(device),
-                      "wall_time_s": wall_time + time.perf_counter() - t_start},
+                      "wall_time_s": wall_time + time.perf_counter() - t_start,
+                      "cpu_time_s": cpu_time + time.process_time() - c_start},
             "metrics": metrics,
         }, previous=prev)
 
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     t_ckpt = time.perf_counter()
     bar = tqdm(total=total_steps, initial=start_step, desc="train ghn", unit="step",
                disable=not (progress and ddp.is_main))
@@ -479,7 +483,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                 window.append(stats)
             step += 1
             bar.update(1)
-            if _out_of_time(cfg, t_start, ddp.world_size, device):
+            if _out_of_time(cfg, t_start, c_start, ddp.world_size, device):
                 total_steps = step  # this step is the last: logged, validated and checkpointed as such
             if ddp.is_main and (step % cfg.log_every == 0 or step == total_steps) and window:
                 summary = {k: sum(s[k] for s in window) / len(window) for k in ("loss", "acc", "grad_norm", "step_time")}
@@ -509,11 +513,14 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     return last
 
 
-def _out_of_time(cfg: TrainConfig, t_start: float, world_size: int, device: torch.device) -> bool:
-    """Whether this run has used ``cfg.max_minutes``; every rank gets rank 0's answer (clocks differ)."""
-    if cfg.max_minutes is None:
+def _out_of_time(cfg: TrainConfig, t_start: float, c_start: float, world_size: int, device: torch.device) -> bool:
+    """Whether this run has used ``cfg.max_minutes`` or ``cfg.max_cpu_minutes``; every rank gets rank 0's
+    answer (clocks differ)."""
+    if cfg.max_minutes is None and cfg.max_cpu_minutes is None:
         return False
-    over = torch.tensor(float(time.perf_counter() - t_start > 60 * cfg.max_minutes), device=device)
+    wall_over = cfg.max_minutes is not None and time.perf_counter() - t_start > 60 * cfg.max_minutes
+    cpu_over = cfg.max_cpu_minutes is not None and time.process_time() - c_start > 60 * cfg.max_cpu_minutes
+    over = torch.tensor(float(wall_over or cpu_over), device=device)
     if world_size > 1:
         dist.broadcast(over, src=0)
     return bool(over.item())
@@ -568,7 +575,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
                                 **common)
         elif isinstance(value, tuple):
             parser.add_argument(*flags, type=float, nargs="+", **common)
-        elif name in ("max_steps", "max_minutes"):
+        elif name in ("max_steps", "max_minutes", "max_cpu_minutes"):
             parser.add_argument(*flags, type=int if name == "max_steps" else float, **common)
         else:
             parser.add_argument(*flags, type=kind, **common)

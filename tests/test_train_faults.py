@@ -155,13 +155,17 @@ def test_checksum_catches_a_flipped_byte_that_torch_loads_silently(tmp_path):
     assert read_checkpoint(old)["state_dict"] == {}
 
 
-def test_a_wall_clock_budget_ends_the_run_at_a_checkpoint_and_a_rerun_continues(tiny_store, tmp_path, cifar_dir,
-                                                                                one_thread):
-    """--max-minutes: past the budget, the step just taken is the last (logged and checkpointed); the
-    budget is per invocation, so running the command again trains on from there."""
+@pytest.mark.parametrize("budget", ["max_minutes", "max_cpu_minutes"])
+def test_a_time_budget_ends_the_run_at_a_checkpoint_and_a_rerun_continues(tiny_store, tmp_path, cifar_dir,
+                                                                          one_thread, budget):
+    """--max-minutes (wall clock) or --max-cpu-minutes: past the budget, the step just taken is the last
+    (logged and checkpointed); the budget is per invocation, so running the command again trains on
+    from there, and the checkpoint adds up both clocks."""
     out = tmp_path / "budget"
-    args = _args(tiny_store, out, cifar_dir, ckpt_every=100, max_steps=5, max_minutes=0.0)
+    args = _args(tiny_store, out, cifar_dir, ckpt_every=100, max_steps=5, **{budget: 0.0})
     first = read_checkpoint(train(TrainConfig(**args), progress=False))
     assert first["train"]["step"] == 1 and _log(out)[-1]["step"] == 1
     second = read_checkpoint(train(TrainConfig(**args), progress=False))
+    for clock in ("wall_time_s", "cpu_time_s"):
+        assert 0 < first["train"][clock] < second["train"][clock]
     assert second["train"]["step"] == 2 and [r["step"] for r in _log(out) if "loss" in r] == [1, 2]
