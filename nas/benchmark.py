@@ -79,7 +79,7 @@ def pick_stats(y: np.ndarray, picks: Sequence[int], labels_spent: int) -> dict[s
     values = y[list(picks)]
     return {"mean": float(values.mean()), "std": float(values.std()), "regret": float(y.max() - values.mean()),
             "percentile": float(_percentiles(y)[list(picks)].mean()), "labels_spent": int(labels_spent),
-            "seeds": len(values)}
+            "seeds": len(values), "distinct_picks": len(set(picks))}
 
 
 @dataclass
@@ -245,8 +245,10 @@ def markdown(results: dict[str, dict], pool: dict) -> str:
             "| strategy | labels spent | true label of the pick | regret | percentile in pool | seeds |",
             "|---|---|---|---|---|---|"]
     for name, r in results.items():
+        # a small pool can leave a strategy no choice: every seed picks the same net
+        seeds = r["seeds"] if r.get("distinct_picks", 2) > 1 else f"{r['seeds']} (one pick)"
         rows.append(f"| {name} | {r['labels_spent']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['regret']:.2f} | "
-                    f"{r['percentile']:.1f} | {r['seeds']} |")
+                    f"{r['percentile']:.1f} | {seeds} |")
     return "\n".join(rows) + "\n"
 
 
@@ -273,7 +275,9 @@ def plot(results: dict[str, dict], pool: dict, y: np.ndarray, path: Path) -> Non
     ax.set_xscale("log")
     ax.set_xlabel("labels spent")
     ax.set_ylabel(f"true {pool['property']} of the pick")
-    ax.set_ylim(max(np.percentile(y, 50), min(r["mean"] for r in results.values()) - 0.5), pool["best"] + 0.2)
+    # the top half of the pool, stretched down to show every strategy's pick
+    picks = [r["mean"] for name, r in results.items() if not name.startswith("random@")]
+    ax.set_ylim(min([np.percentile(y, 50), *(m - 0.5 for m in picks)]), pool["best"] + 0.2)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{Path(pool['source']).name}: {pool['size']} nets", fontsize=9)
     fig.tight_layout()

@@ -200,6 +200,8 @@ def test_benchmark_reports_exact_figures(tmp_path, pool_csv, ghn_ckpt, cifar_dir
     n_params = [sum(p.numel() for p in build_architecture("nb201", a).parameters())
                 for a in read_labelled(pool_csv).archs]
     assert result["params@12"]["mean"] == y[int(np.argmax(n_params))] and result["params@12"]["labels_spent"] == 0
+    assert result["params@12"]["distinct_picks"] == 1  # said in the table: the seeds are not 2 picks
+    assert "| params@12 | 0 | " in (tmp_path / "out" / "benchmark.md").read_text().split("2 (one pick)")[0]
     budget = result["budget@6"]
     assert budget["labels_spent"] == 6 and budget["seeds"] == 2 and 86.0 <= budget["mean"] <= 91.0
     assert budget["percentile"] == pytest.approx(100.0 * (y <= budget["mean"]).mean(), abs=100 / 12)
