@@ -7,6 +7,10 @@ and writes ``ghn2_cifar10.pt``, ``ghn2_cifar10.json`` (the card as data) and ``M
 on another data set (``--dataset cifar100``) is scored on that data set's images with nets of its class
 count, and written as ``ghn2_<dataset>.pt``/``.json`` and ``MODEL_CARD_<dataset>.md``.
 Training can continue from the shipped file with ``python -m ghn_core.train --init ...``.
+
+With the yardstick, a GHN replaces the one already in ``--out`` only if it beats it there beyond the
+noise: on the yardstick's DeepNets-1M test nets (the same nets and images), the mean paired
+difference must exceed two standard errors. ``--force`` exports anyway.
 """
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .data import get_dataset_info
+from .errors import GhnNasError
 from .evaluate import EvalResult, eval_loader, evaluate_nets, load_eval_nets
 from .model import ghn_from_checkpoint, read_checkpoint, save_checkpoint
 from .model.checkpoint import state_hash
@@ -73,9 +79,11 @@ def _result(r: EvalResult) -> dict[str, Any]:
 
 def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, batches: int = 10,
            deepnets_dir: str = "data/deepnets1m", data_dir: str | None = None,
-           device: str | torch.device = "cpu", yardstick: bool = False, nb201_csv: str | None = None) -> ModelCard:
+           device: str | torch.device = "cpu", yardstick: bool = False, nb201_csv: str | None = None,
+           force: bool = False) -> ModelCard:
     """Write the shipped files of ``run_ckpt`` into ``out_dir`` and return the card. ``yardstick``: also
-    run ``ghn_core.yardstick`` into the card, for a CIFAR-10 GHN (its NB201 parts need ``nb201_csv``)."""
+    run ``ghn_core.yardstick`` into the card, for a CIFAR-10 GHN (its NB201 parts need ``nb201_csv``),
+    and refuse, unless ``force``, a GHN that does not beat the one in ``out_dir`` (see the module doc)."""
     payload = read_checkpoint(run_ckpt)
     ghn, _ = ghn_from_checkpoint(run_ckpt)
     ghn.eval()
@@ -110,6 +118,12 @@ def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, ba
 
         yardstick_report = json_ready(run_yardstick(ghn, data_dir=data_dir, device=device, nb201_csv=nb201_csv,
                                                     deepnets_dir=deepnets_dir, checkpoint=f"{card_name(dataset)}.pt"))
+        shipped = Path(out_dir) / f"{card_name(dataset)}.pt"
+        if not force and shipped.is_file():
+            baseline = _shipped_yardstick(shipped, state_hash(ghn.state_dict()), data_dir=data_dir, device=device,
+                                          deepnets_dir=deepnets_dir)
+            if baseline is not None:
+                check_improves(yardstick_report, baseline, str(shipped))
     card = ModelCard(
         name=card_name(dataset), variant=cfg.variant, dataset=dataset, image_size=cfg.image_size,
         num_classes=cfg.num_classes, max_shape=[2 * cfg.hid, 2 * cfg.hid, cfg.max_spatial, cfg.max_spatial],
@@ -191,6 +205,38 @@ def _yardstick_section(report: dict[str, Any]) -> str:
             f"{report['wall_s']:.0f} s. Compare checkpoints by it.\n\n{format_table(report, header=False)}\n")
 
 
+def _shipped_yardstick(path: Path, new_weights: str, **kwargs) -> dict | None:
+    """The yardstick of the GHN at ``path`` (None if it holds ``new_weights``: a re-export): its card's,
+    or, for a card from before the yardstick, the DeepNets-1M part run now on its weights."""
+    from .yardstick import YardstickConfig, json_ready, yardstick
+
+    payload = read_checkpoint(path)
+    if state_hash(payload["state_dict"]) == new_weights:
+        return None
+    stored = payload.get("card", {}).get("yardstick")
+    if stored:
+        return stored
+    log.info("%s has no yardstick in its card: scoring its weights on the DeepNets-1M part", path)
+    ghn, _ = ghn_from_checkpoint(path)
+    return json_ready(yardstick(ghn.eval(), config=YardstickConfig(torchvision=()), checkpoint=str(path),
+                                progress=False, **kwargs))
+
+
+def check_improves(new: dict, old: dict, old_name: str) -> None:
+    """Raise unless the ``new`` yardstick's DeepNets-1M accuracy beats ``old``'s by more than two paired
+    standard errors over the same nets."""
+    a, b = new["deepnets"]["ghn"], old["deepnets"]["ghn"]
+    if a["names"] != b["names"]:
+        raise GhnNasError(f"cannot compare with {old_name}: its yardstick scored other DeepNets-1M nets; "
+                          f"pass --force to export anyway")
+    d = np.asarray(a["accuracies"]) - np.asarray(b["accuracies"])
+    gain, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+    if not gain > 2 * se:
+        raise GhnNasError(f"not exported: on the yardstick's {len(d)} DeepNets-1M test nets this GHN scores "
+                          f"{a['mean']:.2f}% against {b['mean']:.2f}% for {old_name} (paired difference {gain:+.2f} "
+                          f"+- {se:.2f}), not beyond two standard errors; pass --force to export anyway")
+
+
 def _mean_pm(r: dict) -> str:
     """"mean +- standard error %"; one net has no standard error (stored as None)."""
     return f"{r['mean']:.2f} +- {r['stderr']:.2f} %" if r["stderr"] is not None else f"{r['mean']:.2f} % (one net)"
@@ -222,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="skip the yardstick suite (run by default on CIFAR-10 GHNs; a few CPU-minutes)")
     parser.add_argument("--nb201-csv", default=None,
                         help="labelled NAS-Bench-201 CSV for the yardstick's ranking parts (without it they are skipped)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the GHN in --out even if the yardstick does not show it better")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -233,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FileNotFoundError(f"no NAS-Bench-201 labels at {args.nb201_csv}")
         card = export(args.checkpoint, args.out, test_nets=args.test_nets, batches=args.batches,
                       deepnets_dir=args.deepnets_dir, data_dir=args.data_dir, device=device,
-                      yardstick=not args.no_yardstick, nb201_csv=args.nb201_csv)
+                      yardstick=not args.no_yardstick, nb201_csv=args.nb201_csv, force=args.force)
         print(json.dumps(card.evaluation, indent=1)[:2000])
     return 0
 
