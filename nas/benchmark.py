@@ -14,8 +14,9 @@ pool's own benchmark its choices rest on, whether spent during the search or bef
 fitted on the pool's cells counts them). Nets that compute the same function (NB201 strings of one
 cell) share the proxy values and features of the first of them; each keeps its own label.
 
-Proxy values are cached under ``~/.cache/ghn-nas/benchmark`` (``$GHN_NAS_CACHE``; keyed by the pool's and the GHN's
-digests); ``--out`` gets ``benchmark.md``, ``benchmark.json`` and ``benchmark.png``.
+Proxy values are cached per net under ``~/.cache/ghn-nas/benchmark`` (``$GHN_NAS_CACHE``; one folder per
+space, GHN and image count), so pools that share nets share them and a run resumes where it stopped;
+``--out`` gets ``benchmark.md``, ``benchmark.json`` and ``benchmark.png``.
 """
 from __future__ import annotations
 
@@ -133,11 +134,11 @@ def run_benchmark(inputs: BenchmarkInputs, seeds: int, *, budgets: Sequence[int]
 
 
 def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], ghn, *, n_images: int,
-                  data_dir: str | None, cache: Path, progress: bool) -> dict[str, np.ndarray]:
-    """Each proxy's value on every pool net, computed once per distinct net and cached on disk.
+                  data_dir: str | None, cache_dir: Path, progress: bool) -> dict[str, np.ndarray]:
+    """Each proxy's value on every pool net, computed once per distinct net and kept on disk.
 
-    A proxy's values go to ``cache`` once every net has one; until then each net's value is appended
-    to a file beside it as soon as it is computed, so an interrupted run resumes at the next net.
+    ``cache_dir/<proxy>.jsonl`` holds one ``[net key, value]`` line per net, appended as soon as it is
+    computed: pools that share nets share their values, and an interrupted run resumes at the next net.
     """
     import torch
 
@@ -147,22 +148,19 @@ def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], gh
     first: dict[str, int] = {}
     for i, key in enumerate(candidates.keys):
         first.setdefault(key, i)
-    cached = dict(np.load(cache)) if cache.is_file() else {}
-    todo = [p for p in proxies if p not in cached]
-    if todo:
-        ctx = ProxyContext.from_data(ghn, n_images=n_images, seed=0, data_dir=data_dir, device="cpu")
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        for name in todo:
-            partial = cache.with_name(f"{cache.stem}-{name}.partial.jsonl")
-            values = dict(_read_partial(partial))
-            with partial.open("a") as f:
-                if partial.stat().st_size and not partial.read_text().endswith("\n"):
+    ctx, scores = None, {}
+    for name in proxies:
+        path = cache_dir / f"{name}.jsonl"
+        values = dict(_read_values(path))
+        todo = [(key, i) for key, i in first.items() if key not in values]
+        if todo:
+            if ctx is None:
+                ctx = ProxyContext.from_data(ghn, n_images=n_images, seed=0, data_dir=data_dir, device="cpu")
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as f:
+                if path.stat().st_size and not path.read_text().endswith("\n"):
                     f.write("\n")  # a line a kill cut short stays on its own
-
-                for key, i in tqdm(first.items(), desc=name, unit="net", initial=len(values), total=len(first),
-                                   disable=not progress or None):
-                    if key in values:
-                        continue
+                for key, i in tqdm(todo, desc=name, unit="net", disable=not progress or None):
                     if not candidates.has_features[i]:
                         values[key] = np.nan  # no graph: constant output, no score
                     else:
@@ -171,17 +169,13 @@ def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], gh
                         values[key] = float(compute(name, build_architecture(pool.space, pool.archs[i]), ctx))
                     f.write(json.dumps([key, values[key]]) + "\n")
                     f.flush()
-            cached[name] = np.array([values[key] for key in candidates.keys])
-            tmp = cache.with_name(cache.stem + ".tmp.npz")
-            np.savez(tmp, **cached)
-            tmp.replace(cache)
-            partial.unlink()
-    sign = {p: 1.0 if PROXIES[p].direction == "maximize" else -1.0 for p in proxies}
-    return {p: sign[p] * cached[p] for p in proxies}
+        sign = 1.0 if PROXIES[name].direction == "maximize" else -1.0
+        scores[name] = sign * np.array([values[key] for key in candidates.keys])
+    return scores
 
 
-def _read_partial(path: Path) -> list[tuple[str, float]]:
-    """(net key, value) pairs of a proxy's unfinished run; a line cut short by a kill is dropped."""
+def _read_values(path: Path) -> list[tuple[str, float]]:
+    """The (net key, value) lines of a proxy's cache file; a line cut short by a kill is dropped."""
     if not path.is_file():
         return []
     pairs = []
@@ -201,7 +195,7 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     from ghn_core.data import resolve_cache_dir
     from ghn_core.model.checkpoint import state_hash
 
-    from .predictors import file_digest, load_predictors, predictors_path
+    from .predictors import load_predictors, predictors_path
 
     pool = read_pool(pool_path)
     if pool.labelled is None:
@@ -216,9 +210,8 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     ghn = load_ghn(ghn_path)
     candidates = make_candidates(ghn, pool, progress=progress)
     proxies = list(proxies if proxies is not None else (*ZERO_COST, GHN_RAW[objective]))
-    cache = (resolve_cache_dir() / "benchmark"
-             / f"{file_digest(pool_path)[:16]}-{state_hash(ghn.state_dict())[:12]}-{n_images}img.npz")
-    scores = _proxy_scores(pool, candidates, proxies, ghn, n_images=n_images, data_dir=data_dir, cache=cache,
+    cache_dir = resolve_cache_dir() / "benchmark" / f"{pool.space}-{state_hash(ghn.state_dict())[:12]}-{n_images}img"
+    scores = _proxy_scores(pool, candidates, proxies, ghn, n_images=n_images, data_dir=data_dir, cache_dir=cache_dir,
                            progress=progress)
     seen: dict[str, int] = {}
     shipped = predictors_path(ghn_path)

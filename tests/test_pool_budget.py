@@ -223,9 +223,11 @@ def test_two_workers_share_one_budget_without_labelling_a_net_twice(tmp_path, po
 
 
 def test_benchmark_proxy_values_resume_at_the_next_net(tmp_path, pool_csv, ghn_ckpt, cifar_dir, monkeypatch):
-    """A proxy run killed midway keeps the values it computed: the rerun computes only the rest."""
+    """A proxy run killed midway keeps the values it computed: the rerun computes only the rest, and
+    another pool of the same nets computes none."""
     import nas.proxies
     from nas.benchmark import prepare
+    from nas.label import build_architecture
 
     monkeypatch.setenv("GHN_NAS_CACHE", str(tmp_path / "cache"))
     compute, calls = nas.proxies.compute, []
@@ -240,14 +242,16 @@ def test_benchmark_proxy_values_resume_at_the_next_net(tmp_path, pool_csv, ghn_c
     kwargs = dict(ghn_path=ghn_ckpt, n_images=16, data_dir=str(cifar_dir), proxies=["params"], progress=False)
     with pytest.raises(KeyboardInterrupt):
         prepare(str(pool_csv), None, **kwargs)
-    [partial] = (tmp_path / "cache" / "benchmark").glob("*.partial.jsonl")
-    assert len(partial.read_text().splitlines()) == 5
+    [values] = (tmp_path / "cache" / "benchmark").glob("nb201-*-16img/params.jsonl")
+    assert len(values.read_text().splitlines()) == 5
     calls.clear()
     monkeypatch.setattr(nas.proxies, "compute", lambda *a: calls.append(a[0]) or compute(*a))
     resumed = prepare(str(pool_csv), None, **kwargs).scores["params"]
-    assert len(calls) == 12 - 5 and not partial.exists()
-    from nas.label import build_architecture
-
-    expected = [sum(p.numel() for p in build_architecture("nb201", a).parameters()) / 1e6
-                for a in read_labelled(pool_csv).archs]
+    assert len(calls) == 12 - 5 and len(values.read_text().splitlines()) == 12
+    archs = read_labelled(pool_csv).archs
+    expected = [sum(p.numel() for p in build_architecture("nb201", a).parameters()) / 1e6 for a in archs]
     assert resumed.tolist() == pytest.approx(expected)
+    calls.clear()
+    subset = write_csv(tmp_path / "subset.csv", archs[::-1][:6], [80.0 + i for i in range(6)])
+    assert prepare(str(subset), None, **kwargs).scores["params"].tolist() == pytest.approx(expected[::-1][:6])
+    assert calls == []
