@@ -7,11 +7,15 @@ all recipes of a cell before the next cell, so every recipe is always scored on 
 
     python benchmarks/label_fidelity.py run --threads 1              # resumable; --shard 0/2 and 1/2 split it
     python benchmarks/label_fidelity.py run --recipes A B --first 24 # the costlier recipes on fewer cells
+    python benchmarks/label_fidelity.py run --train-seed 1 ...      # a second label per cell: the label's own noise
     python benchmarks/label_fidelity.py report                       # table, JSON and plot
 
 ``report`` prints, per recipe, Spearman rho and Kendall tau of the label against the 200-epoch
 CIFAR-10 test accuracy over the cells every recipe has labelled, and the median CPU-seconds per label
-(``time.process_time`` of the training process, with the thread count it ran on).
+(``time.process_time`` of the training process, with the thread count it ran on). The table reads
+the labels of training seed 0; where a recipe also has labels of another training seed
+(``--train-seed``), it reports their rank agreement with seed 0 (the ceiling the label's own noise
+puts on its fidelity) and the fidelity of the two seeds' mean.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ CANDIDATES: dict[str, SGDRecipe] = {
     "w8-r32-b40x1": dataclasses.replace(_BASE, resolution=32),                  # resolution
     "w16-r16-b40x3": dataclasses.replace(_BASE, epochs=3, width_scale=1.0),            # width
     "w8-r16-b120x3": dataclasses.replace(_BASE, epochs=3, max_batches=120),     # 3x the images: RECIPES["cpu"]
+    "w8-r16-b200x3": dataclasses.replace(_BASE, epochs=3, max_batches=200),     # 5x the images, ~110 CPU-s
 }
 
 
@@ -75,19 +80,19 @@ def run(args: argparse.Namespace) -> None:
     sample = stratified_sample(unique_cells(args.csv), args.cells, args.seed)[: args.first]
     shard, n_shards = map(int, args.shard.split("/"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["cell"], r["recipe"]) for r in _read(args.out)}
+    done = {(r["cell"], r["recipe"], r["seed"]) for r in _read(args.out)}
     for i, (cell, truth) in enumerate(sample):
         if i % n_shards != shard:
             continue
         for name, recipe in recipes.items():
-            if (cell, name) in done:
+            if (cell, name, args.train_seed) in done:
                 continue
             cpu, wall = time.process_time(), time.perf_counter()
             labels = train_sgd(build_architecture("nb201", cell, width_scale=recipe.width_scale), recipe,
-                               data_dir=args.data_dir, device="cpu", seed=args.seed)
+                               data_dir=args.data_dir, device="cpu", seed=args.train_seed)
             record = {"cell": cell, "truth": truth, "recipe": name, "clean_acc": labels["clean_acc"],
                       "noisy_acc": labels["noisy_acc"], "cpu_s": round(time.process_time() - cpu, 2),
-                      "wall_s": round(time.perf_counter() - wall, 2), "threads": args.threads, "seed": args.seed,
+                      "wall_s": round(time.perf_counter() - wall, 2), "threads": args.threads, "seed": args.train_seed,
                       "recipe_fields": dataclasses.asdict(recipe)}
             with args.out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -102,9 +107,10 @@ def _read(path: Path) -> list[dict]:
 def report(args: argparse.Namespace) -> dict:
     """Per recipe: rank correlations over the cells every recipe labelled (a like-for-like comparison)
     and over all the cells it labelled; median CPU-seconds per label."""
-    by_recipe: dict[str, dict[str, dict]] = defaultdict(dict)
+    by_recipe: dict[str, dict[str, dict]] = defaultdict(dict)      # seed 0's labels
+    reseeded: dict[str, dict[str, dict]] = defaultdict(dict)       # another training seed's
     for r in _read(args.out):
-        by_recipe[r["recipe"]][r["cell"]] = r
+        (by_recipe if r["seed"] == 0 else reseeded)[r["recipe"]][r["cell"]] = r
     if not by_recipe:
         raise SystemExit(f"no labels in {args.out}; run `python {Path(__file__).name} run` first")
     common = sorted(set.intersection(*(set(cells) for cells in by_recipe.values())))
@@ -126,9 +132,33 @@ def report(args: argparse.Namespace) -> dict:
         c, a = row["common"], row["all"]
         print(f"| {name} | {c['spearman']:.3f} / {c['kendall']:.3f} | {a['spearman']:.3f} / {a['kendall']:.3f} "
               f"({a['n']}) | {row['cpu_s_median']:.0f} |")
-    (HERE / "fidelity.json").write_text(json.dumps({"common_cells": len(common), "recipes": rows}, indent=1) + "\n")
+    noise = _seed_noise(by_recipe, reseeded)
+    if noise:
+        print("\n| recipe | cells with 2 seeds | seed 0 vs other seed, rho / tau | mean of the 2 seeds vs truth, rho / tau |")
+        print("|---|---|---|---|")
+        for name, row in noise.items():
+            a, m = row["agreement"], row["mean_fidelity"]
+            print(f"| {name} | {row['n']} | {a['spearman']:.3f} / {a['kendall']:.3f} | "
+                  f"{m['spearman']:.3f} / {m['kendall']:.3f} |")
+    (HERE / "fidelity.json").write_text(json.dumps({"common_cells": len(common), "recipes": rows,
+                                                    "seed_noise": noise}, indent=1) + "\n")
     _plot(rows, len(common), HERE / "fidelity_vs_cost.png")
     return rows
+
+
+def _seed_noise(by_recipe: dict[str, dict[str, dict]], reseeded: dict[str, dict[str, dict]]) -> dict:
+    """Per recipe with labels of a second training seed, on the cells that have both: how the two
+    seeds' labels agree, and how their mean ranks against the truth."""
+    noise = {}
+    for name, other in reseeded.items():
+        cells = sorted(set(other) & set(by_recipe.get(name, {})))
+        if len(cells) < 3:
+            continue
+        first, second = (np.array([labels[c]["clean_acc"] for c in cells]) for labels in (by_recipe[name], other))
+        truth = np.array([other[c]["truth"] for c in cells])
+        noise[name] = {"n": len(cells), "agreement": rank_correlations(first, second),
+                       "mean_fidelity": rank_correlations((first + second) / 2, truth)}
+    return noise
 
 
 def _plot(rows: dict, n_common: int, path: Path) -> None:
@@ -161,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard", default="0/1", help="i/n: this process labels cells i, i+n, ...")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cell sample")
+    parser.add_argument("--train-seed", type=int, default=0, help="seed of the SGD labels (0: the table's)")
     args = parser.parse_args(argv)
     run(args) if args.command == "run" else report(args)
 
