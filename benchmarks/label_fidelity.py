@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import random
 import statistics
@@ -34,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nas.label import SGDRecipe, build_architecture, train_sgd  # noqa: E402
+from nas.sgd import init_from_ghn  # noqa: E402
 from nas.predictors import rank_correlations  # noqa: E402
 
 HERE = Path(__file__).resolve().parent / "label_fidelity"
@@ -52,6 +54,10 @@ CANDIDATES: dict[str, SGDRecipe] = {
     "w8-r16-b120x3": dataclasses.replace(_BASE, epochs=3, max_batches=120),     # 3x the images: RECIPES["cpu"]
     "w8-r16-b200x3": dataclasses.replace(_BASE, epochs=3, max_batches=200),     # 5x the images, ~110 CPU-s
 }
+#: Candidates whose SGD starts from the shipped GHN's predicted parameters instead of PyTorch's init
+#: (``nas.sgd.init_from_ghn``, as the label-budget search's SGD oracle trains).
+CANDIDATES["w8-r16-b120x3-ghn"] = CANDIDATES["w8-r16-b120x3"]
+GHN_INIT = {"w8-r16-b120x3-ghn"}
 
 
 def unique_cells(csv: Path) -> list[tuple[str, float]]:
@@ -88,16 +94,26 @@ def run(args: argparse.Namespace) -> None:
             if (cell, name, args.train_seed) in done:
                 continue
             cpu, wall = time.process_time(), time.perf_counter()
-            labels = train_sgd(build_architecture("nb201", cell, width_scale=recipe.width_scale), recipe,
-                               data_dir=args.data_dir, device="cpu", seed=args.train_seed)
+            torch.manual_seed(args.train_seed)  # the net's own init, alike for every recipe
+            model = build_architecture("nb201", cell, width_scale=recipe.width_scale)
+            if name in GHN_INIT:
+                init_from_ghn(model, _shipped_ghn())
+            labels = train_sgd(model, recipe, data_dir=args.data_dir, device="cpu", seed=args.train_seed)
             record = {"cell": cell, "truth": truth, "recipe": name, "clean_acc": labels["clean_acc"],
                       "noisy_acc": labels["noisy_acc"], "cpu_s": round(time.process_time() - cpu, 2),
                       "wall_s": round(time.perf_counter() - wall, 2), "threads": args.threads, "seed": args.train_seed,
-                      "recipe_fields": dataclasses.asdict(recipe)}
+                      "init": "ghn" if name in GHN_INIT else "random", "recipe_fields": dataclasses.asdict(recipe)}
             with args.out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             print(f"[{i + 1}/{len(sample)}] {name}: {labels['clean_acc']:.2f}% (truth {truth:.2f}%), "
                   f"{record['cpu_s']:.0f} CPU-s", flush=True)
+
+
+@functools.cache
+def _shipped_ghn():
+    from ghn_core import load_ghn
+
+    return load_ghn()
 
 
 def _read(path: Path) -> list[dict]:
