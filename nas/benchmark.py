@@ -14,13 +14,14 @@ pool's own benchmark its choices rest on, whether spent during the search or bef
 fitted on the pool's cells counts them). Nets that compute the same function (NB201 strings of one
 cell) share the proxy values and features of the first of them; each keeps its own label.
 
-Proxy values are cached per net under ``~/.cache/ghn-nas/benchmark`` (``$GHN_NAS_CACHE``; one folder per
-space, GHN and image count), so pools that share nets share them and a run resumes where it stopped;
+Proxy values are kept per net (``nas.proxies.ProxyStore``, under ``~/.cache/ghn-nas/proxies`` or
+``$GHN_NAS_CACHE``), so pools that share nets share them and a run resumes where it stopped;
 ``--out`` gets ``benchmark.md``, ``benchmark.json`` and ``benchmark.png``.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -134,66 +135,22 @@ def run_benchmark(inputs: BenchmarkInputs, seeds: int, *, budgets: Sequence[int]
 
 
 def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], ghn, *, n_images: int,
-                  data_dir: str | None, cache_dir: Path, progress: bool) -> dict[str, np.ndarray]:
-    """Each proxy's value on every pool net, computed once per distinct net and kept on disk.
-
-    ``cache_dir/<proxy>.jsonl`` holds one ``[net key, value]`` line per net, appended as soon as it is
-    computed: pools that share nets share their values, and an interrupted run resumes at the next net.
-    """
-    import torch
-
+                  data_dir: str | None, progress: bool) -> dict[str, np.ndarray]:
+    """Each proxy's value on every pool net (higher is better), from the GHN's :class:`ProxyStore`."""
     from .label import build_architecture
-    from .proxies import PROXIES, ProxyContext, compute
+    from .proxies import PROXIES, ProxyStore
 
-    first: dict[str, int] = {}
-    for i, key in enumerate(candidates.keys):
-        first.setdefault(key, i)
-    ctx, scores = None, {}
-    for name in proxies:
-        path = cache_dir / f"{name}.jsonl"
-        values = dict(_read_values(path))
-        todo = [(key, i) for key, i in first.items() if key not in values]
-        if todo:
-            if ctx is None:
-                ctx = ProxyContext.from_data(ghn, n_images=n_images, seed=0, data_dir=data_dir, device="cpu")
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as f:
-                if path.stat().st_size and not path.read_text().endswith("\n"):
-                    f.write("\n")  # a line a kill cut short stays on its own
-                for key, i in tqdm(todo, desc=name, unit="net", disable=not progress or None):
-                    if not candidates.has_features[i]:
-                        values[key] = np.nan  # no graph: constant output, no score
-                    else:
-                        torch.manual_seed(0)
-                        ctx.new_trial()
-                        values[key] = float(compute(name, build_architecture(pool.space, pool.archs[i]), ctx))
-                    f.write(json.dumps([key, values[key]]) + "\n")
-                    f.flush()
-        sign = 1.0 if PROXIES[name].direction == "maximize" else -1.0
-        scores[name] = sign * np.array([values[key] for key in candidates.keys])
-    return scores
-
-
-def _read_values(path: Path) -> list[tuple[str, float]]:
-    """The (net key, value) lines of a proxy's cache file; a line cut short by a kill is dropped."""
-    if not path.is_file():
-        return []
-    pairs = []
-    for line in path.read_text().splitlines():
-        try:
-            key, value = json.loads(line)
-        except ValueError:
-            continue
-        pairs.append((key, float(value)))
-    return pairs
+    store = ProxyStore.for_ghn(pool.space, ghn, n_images=n_images, data_dir=data_dir)
+    nets = [(key, functools.partial(build_architecture, pool.space, arch) if has else lambda: None)
+            for key, arch, has in zip(candidates.keys, pool.archs, candidates.has_features)]
+    return {name: (1.0 if PROXIES[name].direction == "maximize" else -1.0) * store.values(name, nets, progress=progress)
+            for name in proxies}
 
 
 def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = None, n_images: int = 512,
             data_dir: str | None = None, proxies: Sequence[str] | None = None, progress: bool = True) -> BenchmarkInputs:
     """Read the pool, embed its nets, and score them with every zero-label strategy."""
     from ghn_core import load_ghn
-    from ghn_core.data import resolve_cache_dir
-    from ghn_core.model.checkpoint import state_hash
 
     from .predictors import load_predictors, predictors_path
 
@@ -210,8 +167,7 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     ghn = load_ghn(ghn_path)
     candidates = make_candidates(ghn, pool, progress=progress)
     proxies = list(proxies if proxies is not None else (*ZERO_COST, GHN_RAW[objective]))
-    cache_dir = resolve_cache_dir() / "benchmark" / f"{pool.space}-{state_hash(ghn.state_dict())[:12]}-{n_images}img"
-    scores = _proxy_scores(pool, candidates, proxies, ghn, n_images=n_images, data_dir=data_dir, cache_dir=cache_dir,
+    scores = _proxy_scores(pool, candidates, proxies, ghn, n_images=n_images, data_dir=data_dir,
                            progress=progress)
     seen: dict[str, int] = {}
     shipped = predictors_path(ghn_path)

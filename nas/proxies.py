@@ -11,14 +11,21 @@ GHN proxies predict the model's parameters first (the model is changed in place:
 ``predicted_<label>`` proxies are regressors of SGD labels on the GHN's graph embedding
 (``nas.predictors.fit_property``), set in ``ctx.predictors`` under the label's name.
 The baselines every GHN proxy is compared with are ``params``, ``flops``, ``naswot`` and ``synflow``.
+
+:class:`ProxyStore` keeps proxy values of nets on disk, so that benchmarks and scorecards score a
+net once, whatever pools, samples or targets it appears in.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,8 +37,9 @@ from ghn_core.evaluate import accuracy, latency_ms
 from ghn_core.graph import Graph, GraphWarning
 from ghn_core.model import GHN2, use_batch_statistics
 from ghn_core.utils import lookup, resolve_device, torch_generator
+from tqdm.auto import tqdm
 
-__all__ = ["ProxyContext", "Proxy", "PROXIES", "compute", "list_proxies"]
+__all__ = ["ProxyContext", "Proxy", "PROXIES", "ProxyStore", "compute", "list_proxies"]
 
 
 @dataclass
@@ -75,6 +83,9 @@ class Proxy:
     doc: str
     unit: str       # short, for axis labels
     meaning: str    # what one unit is, for reports ("{device}": where it was measured)
+    # a function of the net, the GHN and the images alone (latency also depends on the machine's
+    # load, a predictor proxy on the fitted regressor): ProxyStore keeps only these
+    storable: bool = True
 
 
 @dataclass
@@ -257,9 +268,9 @@ PROXIES: dict[str, Proxy] = {p.name: p for p in (
     Proxy("trainability", "maximize", trainability, trainability.__doc__, "fraction",
           "fraction of the first loss lost in 5 SGD steps"),
     Proxy("latency_b1", "minimize", latency_b1, latency_b1.__doc__, "ms",
-          "ms per image on {device}"),
+          "ms per image on {device}", storable=False),
     Proxy("latency_b64", "minimize", latency_b64, latency_b64.__doc__, "ms",
-          "ms per batch of 64 on {device}"),
+          "ms per batch of 64 on {device}", storable=False),
     Proxy("flops", "minimize", flops, flops.__doc__, "MFLOPs",
           "millions of FLOPs per image"),
     Proxy("params", "maximize", params, "Parameters (millions); as an accuracy baseline, more is better.", "M",
@@ -268,12 +279,14 @@ PROXIES: dict[str, Proxy] = {p.name: p for p in (
           "log-determinant, no unit"),
     Proxy("synflow", "maximize", synflow, synflow.__doc__, "score",
           "sum of |theta * dR/dtheta|, no unit"),
-    *(Proxy(f"predicted_{label}", "maximize", _regressed(label), _regressed(label).__doc__, "%", f"{what}, as predicted")
+    *(Proxy(f"predicted_{label}", "maximize", _regressed(label), _regressed(label).__doc__, "%", f"{what}, as predicted",
+            storable=False)
       for label, what in (("clean_acc", "% of test images after SGD"), ("noisy_acc", "% of noisy test images after SGD"),
                           ("train_acc_mean", "mean % of training images over the SGD epochs"))),
     Proxy("predicted_cifar10_test_acc_200ep", "maximize", _regressed("cifar10_test_acc_200ep"),
           "NAS-Bench-201 CIFAR-10 test accuracy (%) after 200 epochs, as the predictor shipped beside the GHN "
-          "predicts it from the graph embedding.", "%", "% of CIFAR-10 test images after 200 epochs, as predicted"),
+          "predicts it from the graph embedding.", "%", "% of CIFAR-10 test images after 200 epochs, as predicted",
+          storable=False),
 )}
 
 
@@ -284,3 +297,74 @@ def list_proxies() -> list[str]:
 def compute(name: str, model: nn.Module, ctx: ProxyContext) -> float:
     """Value of proxy ``name`` for ``model``; an unknown name lists the known ones."""
     return float(lookup(PROXIES, name, "proxy").fn(model, ctx))
+
+
+class ProxyStore:
+    """Proxy values of nets, computed once and kept on disk.
+
+    ``folder/<proxy>.jsonl`` holds one ``[net key, value]`` line per net, appended as soon as the value
+    is computed, so an interrupted run resumes at the next net. The folder names what a value depends
+    on: the space, the GHN's weights, the validation images (count and seed). Proxies that depend on
+    more (:attr:`Proxy.storable` False: latency, predictors) are computed afresh every time.
+    """
+
+    def __init__(self, folder: Path, make_ctx: Callable[[], ProxyContext], seed: int = 0):
+        self.folder, self.seed = Path(folder), seed
+        self._make_ctx, self._ctx = make_ctx, None
+
+    @classmethod
+    def for_ghn(cls, space: str, ghn: GHN2, *, n_images: int = 512, seed: int = 0,
+                data_dir: str | None = None) -> "ProxyStore":
+        """The store of ``ghn``'s proxies on ``space`` under the user cache (``$GHN_NAS_CACHE``), scored
+        on CPU with ``ProxyContext.from_data`` (built when a value is first missing)."""
+        from ghn_core.data import resolve_cache_dir
+        from ghn_core.model.checkpoint import state_hash
+
+        folder = resolve_cache_dir() / "proxies" / f"{space}-{state_hash(ghn.state_dict())[:12]}-{n_images}img-seed{seed}"
+        return cls(folder, lambda: ProxyContext.from_data(ghn, n_images=n_images, seed=seed, data_dir=data_dir,
+                                                          device="cpu"), seed)
+
+    def values(self, name: str, nets: Sequence[tuple[str, Callable[[], nn.Module | None]]], *,
+               progress: bool = True) -> np.ndarray:
+        """``name``'s value for each ``(key, build)`` of ``nets``: ``build()`` makes a fresh net, or
+        returns None for one with no graph (NaN). Nets of one key are scored once."""
+        proxy = lookup(PROXIES, name, "proxy")
+        path = self.folder / f"{name}.jsonl"
+        known = dict(_read_values(path)) if proxy.storable else {}
+        todo = {key: build for key, build in nets if key not in known}
+        if todo:
+            if proxy.storable:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            with path.open("a") if proxy.storable else contextlib.nullcontext() as f:
+                if f is not None and path.stat().st_size and not path.read_text().endswith("\n"):
+                    f.write("\n")  # a line a kill cut short stays on its own
+                for key, build in tqdm(todo.items(), desc=name, unit="net", disable=not progress or None):
+                    torch.manual_seed(self.seed)
+                    model = build()
+                    if model is None:
+                        known[key] = float("nan")  # no graph: constant output, no score
+                    else:
+                        if self._ctx is None:
+                            self._ctx = self._make_ctx()
+                        self._ctx.new_trial()
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
+                            known[key] = compute(name, model, self._ctx)
+                    if f is not None:
+                        f.write(json.dumps([key, known[key]]) + "\n")
+                        f.flush()
+        return np.array([known[key] for key, _ in nets])
+
+
+def _read_values(path: Path) -> list[tuple[str, float]]:
+    """The ``[net key, value]`` lines of a store file; a line cut short by a kill is dropped."""
+    if not path.is_file():
+        return []
+    pairs = []
+    for line in path.read_text().splitlines():
+        try:
+            key, value = json.loads(line)
+        except ValueError:
+            continue
+        pairs.append((key, float(value)))
+    return pairs

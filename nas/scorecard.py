@@ -6,7 +6,8 @@ or the JSON lines ``python -m nas.label`` writes (any space; ``--target clean_ac
 of one cell are one net) and scores, against the labels, by Kendall tau and Spearman rho:
 
 - every proxy (``--proxies``: #params, FLOPs, the zero-cost proxies, the raw GHN proxies), computed
-  once per net;
+  once per net and kept (``nas.proxies.ProxyStore``: a rerun, another target or a grown labelled set
+  computes only the nets it has not seen);
 - every predictor (``--predictors``: the ``nas.predictors`` regressors on GHN embeddings, alone or with
   cheap graph features), by its out-of-fold predictions under 5-fold cross-validation over the nets,
   so no net (cell) is ever predicted by a fit that saw it.
@@ -26,27 +27,22 @@ import json
 import logging
 import math
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
 from sklearn.model_selection import KFold
-from torch import nn
-from tqdm.auto import tqdm
 
 from ghn_core import load_ghn
-from ghn_core.graph import GraphWarning
 from ghn_core.utils import lookup, user_errors
 
 from .label import LabelledSet, build_architecture, read_labelled
-from .predictors import (CV_FOLDS, DEFAULT_PREDICTOR, MIN_FIT, architecture_features, distinct_rows,
-                         fit_predictor, labelled_features, rank_correlations)
-from .proxies import ProxyContext, compute
+from .predictors import (CV_FOLDS, DEFAULT_PREDICTOR, MIN_FIT, architecture_features, architecture_key,
+                         distinct_rows, fit_predictor, labelled_features, rank_correlations)
+from .proxies import ProxyStore
 
-__all__ = ["PREDICTORS", "Score", "proxy_values", "cv_folds", "out_of_fold", "score", "main"]
+__all__ = ["PREDICTORS", "Score", "cv_folds", "out_of_fold", "score", "main"]
 
 log = logging.getLogger("nas.scorecard")
 
@@ -74,19 +70,6 @@ class Score:
     fold_kendall: list[float]    # on each test fold (NaN where the values are constant); empty without folds
     fold_kendall_mean: float | None
     fold_kendall_sd: float | None  # sample sd over the folds
-
-
-def proxy_values(archs: Sequence[str], proxies: Sequence[str], ctx: ProxyContext, *,
-                 build: Callable[[str], nn.Module], seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
-    """Each proxy's value (n,) on each architecture, a fresh network per proxy, seeded alike."""
-    values = {name: np.full(len(archs), np.nan) for name in proxies}
-    for i, arch in enumerate(tqdm(archs, desc="proxies", unit="net", disable=not progress)):
-        for name in proxies:
-            torch.manual_seed(seed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
-                values[name][i] = compute(name, build(arch), ctx)
-    return values
 
 
 def cv_folds(n: int, seed: int) -> np.ndarray | None:
@@ -166,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"{target!r} to rank, got {len(archs)}")
         build = functools.partial(build_architecture, labelled.space)
         fold = cv_folds(len(archs), args.seed)
-        ctx = ProxyContext.from_data(ghn, data_dir=args.data_dir, seed=args.seed, device="cpu")
-        values = proxy_values(archs, args.proxies, ctx, build=build, seed=args.seed)
+        store = ProxyStore.for_ghn(labelled.space, ghn, seed=args.seed, data_dir=args.data_dir)
+        nets = [(architecture_key(labelled.space, a), functools.partial(build, a)) for a in archs]
+        values = {name: store.values(name, nets) for name in args.proxies}
         table = {name: score(v, labels, fold, "proxy") for name, v in values.items()}
         if fold is None:
             log.info("%d nets are too few for %d-fold cross-validation: no predictors", len(archs), CV_FOLDS)

@@ -95,3 +95,24 @@ def test_trial_shares_one_trace_and_prediction(ghn_ckpt, cifar_dir, monkeypatch)
             assert len(traces) == (1 if share else 3)  # GHN proxies: one trace, or one each
         assert values[True] == values[False]
         assert all(math.isfinite(v) for v in values[True])
+
+
+def test_proxy_store_scores_each_net_once_and_keeps_only_storable_proxies(ctx, tmp_path, monkeypatch):
+    import nas.proxies
+    from nas.proxies import ProxyStore
+
+    calls = []
+    monkeypatch.setattr(nas.proxies, "compute", lambda name, model, c: calls.append(name) or compute(name, model, c))
+    store = ProxyStore(tmp_path / "store", lambda: ctx)
+    small = "|none~0|+|skip_connect~0|none~1|+|none~0|skip_connect~1|avg_pool_3x3~2|"
+    nets = [("small", lambda: NB201Network(small)), ("full", lambda: NB201Network(FULL)),
+            ("small", lambda: NB201Network(small)), ("no graph", lambda: None)]
+    first = store.values("params", nets, progress=False)
+    assert calls == ["params", "params"] and first[0] == first[2] and np.isnan(first[3])
+    assert first[1] == compute("params", NB201Network(FULL), ctx)
+    calls.clear()
+    again = ProxyStore(tmp_path / "store", lambda: ctx).values("params", nets, progress=False)  # read back
+    assert calls == [] and np.array_equal(again, first, equal_nan=True)
+    store.values("latency_b1", nets[:2], progress=False)  # depends on the machine's load: never kept
+    store.values("latency_b1", nets[:2], progress=False)
+    assert calls == ["latency_b1"] * 4 and sorted(p.name for p in (tmp_path / "store").iterdir()) == ["params.jsonl"]

@@ -37,7 +37,8 @@ def nb201_csv(path: Path, n_cells: int) -> tuple[Path, str, str]:
     return path, twins[0]["arch"], twins[1]["arch"]
 
 
-def test_nb201_scorecard_cross_validates_by_cell(tmp_path, cifar_dir, ghn_ckpt):
+def test_nb201_scorecard_cross_validates_by_cell(tmp_path, cifar_dir, ghn_ckpt, monkeypatch):
+    monkeypatch.setenv("GHN_NAS_CACHE", str(tmp_path / "cache"))  # proxy values computed here, not read
     labels, first, twin = nb201_csv(tmp_path / "labels.csv", 15)
     assert first != twin and cell_key(first) == cell_key(twin)
     out = tmp_path / "sc"
@@ -103,7 +104,8 @@ def test_unknown_target_or_predictor_is_one_line(tmp_path, capsys, flag, value, 
     assert not (tmp_path / "sc").exists()
 
 
-def test_scorecard_reads_nas_label_records_of_deepnets(tmp_path, cifar_dir, ghn_ckpt):
+def test_scorecard_reads_nas_label_records_of_deepnets(tmp_path, cifar_dir, ghn_ckpt, monkeypatch):
+    monkeypatch.setenv("GHN_NAS_CACHE", str(tmp_path / "cache"))
     from ghn_core.deepnets import SPLITS
     from ghn_core.deepnets.generate import generate_chunk
     from nas.label import build_architecture
