@@ -327,11 +327,15 @@ class ProxyStore:
     def values(self, name: str, nets: Sequence[tuple[str, Callable[[], nn.Module | None]]], *,
                progress: bool = True) -> np.ndarray:
         """``name``'s value for each ``(key, build)`` of ``nets``: ``build()`` makes a fresh net, or
-        returns None for one with no graph (NaN). Nets of one key are scored once."""
+        returns None for one with no graph (NaN). Nets of one key (NB201 strings of one cell) get the
+        value of the first of them."""
         proxy = lookup(PROXIES, name, "proxy")
         path = self.folder / f"{name}.jsonl"
         known = dict(_read_values(path)) if proxy.storable else {}
-        todo = {key: build for key, build in nets if key not in known}
+        todo: dict[str, Callable[[], nn.Module | None]] = {}
+        for key, build in nets:
+            if key not in known:
+                todo.setdefault(key, build)  # the first net of a key stands for all of them
         if todo:
             if proxy.storable:
                 self.folder.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,7 @@ def test_proxy_store_scores_each_net_once_and_keeps_only_storable_proxies(ctx, t
     store = ProxyStore(tmp_path / "store", lambda: ctx)
     small = "|none~0|+|skip_connect~0|none~1|+|none~0|skip_connect~1|avg_pool_3x3~2|"
     nets = [("small", lambda: NB201Network(small)), ("full", lambda: NB201Network(FULL)),
-            ("small", lambda: NB201Network(small)), ("no graph", lambda: None)]
+            ("small", lambda: NB201Network(FULL)), ("no graph", lambda: None)]  # a key's first net stands for it
     first = store.values("params", nets, progress=False)
     assert calls == ["params", "params"] and first[0] == first[2] and np.isnan(first[3])
     assert first[1] == compute("params", NB201Network(FULL), ctx)
