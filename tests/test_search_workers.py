@@ -167,6 +167,7 @@ def test_a_killed_workers_trial_is_failed_and_retried(tmp_path, ghn_ckpt, cifar_
     assert states[TrialState.COMPLETE] == trials and TrialState.RUNNING not in states
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # study.ask() outside optimize
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_ctrl_c_inside_a_storage_call_lands_after_it(tmp_path, monkeypatch, kind):
     """Ctrl-C in the middle of a write lets the write finish (no lock left held), then interrupts."""
