@@ -8,9 +8,11 @@ on another data set (``--dataset cifar100``) is scored on that data set's images
 count, and written as ``ghn2_<dataset>.pt``/``.json`` and ``MODEL_CARD_<dataset>.md``.
 Training can continue from the shipped file with ``python -m ghn_core.train --init ...``.
 
-With the yardstick, a GHN replaces the one already in ``--out`` only if it beats it there beyond the
+A GHN replaces another one already in ``--out`` only if the yardstick shows it better beyond the
 noise: on the yardstick's DeepNets-1M test nets (the same nets and images), the mean paired
-difference must exceed two standard errors. ``--force`` exports anyway.
+difference must exceed two standard errors. Without the yardstick (``--no-yardstick``, or a data set
+other than CIFAR-10) it is refused before any scoring. ``--force`` exports anyway; re-exporting the
+same weights is always allowed.
 """
 from __future__ import annotations
 
@@ -95,6 +97,13 @@ def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, ba
     if cfg.num_classes != num_classes:
         raise ValueError(f"{run_ckpt}: the GHN predicts {cfg.num_classes} classes, but it was trained on {dataset} "
                          f"({num_classes} classes); expected a checkpoint whose GHN matches its data set")
+    shipped = Path(out_dir) / f"{card_name(dataset)}.pt"
+    replaces = (not force and shipped.is_file()
+                and state_hash(read_checkpoint(shipped)["state_dict"]) != state_hash(ghn.state_dict()))
+    scored = yardstick and dataset == "cifar10"  # the yardstick's nets and images are CIFAR-10's
+    if replaces and not scored:  # checked before any scoring: nothing else could show the new GHN better
+        raise GhnNasError(f"{shipped} holds another GHN: replacing it needs the yardstick to show this one better "
+                          f"(a CIFAR-10 GHN, without --no-yardstick), or --force")
     loader = eval_loader(dataset, "test", data_dir=data_dir, device=device)
     evaluation: dict[str, Any] = {"protocol": f"{dataset} test images in one fixed seeded order, first {batches} "
                                               f"batches of 64 per net, BN batch statistics",
@@ -113,17 +122,14 @@ def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, ba
                 evaluation[f"{name}_random_init"] = round(base, 2)
     evaluation["eval_time_s"] = round(time.perf_counter() - start, 1)
     yardstick_report = {}
-    if yardstick and dataset == "cifar10":  # the yardstick's nets and images are CIFAR-10's
+    if scored:
         from .yardstick import json_ready, yardstick as run_yardstick
 
         yardstick_report = json_ready(run_yardstick(ghn, data_dir=data_dir, device=device, nb201_csv=nb201_csv,
                                                     deepnets_dir=deepnets_dir, checkpoint=f"{card_name(dataset)}.pt"))
-        shipped = Path(out_dir) / f"{card_name(dataset)}.pt"
-        if not force and shipped.is_file():
-            baseline = _shipped_yardstick(shipped, state_hash(ghn.state_dict()), data_dir=data_dir, device=device,
-                                          deepnets_dir=deepnets_dir)
-            if baseline is not None:
-                check_improves(yardstick_report, baseline, str(shipped))
+        if replaces:
+            check_improves(yardstick_report, _shipped_yardstick(shipped, data_dir=data_dir, device=device,
+                                                                deepnets_dir=deepnets_dir), str(shipped))
     card = ModelCard(
         name=card_name(dataset), variant=cfg.variant, dataset=dataset, image_size=cfg.image_size,
         num_classes=cfg.num_classes, max_shape=[2 * cfg.hid, 2 * cfg.hid, cfg.max_spatial, cfg.max_spatial],
@@ -205,15 +211,12 @@ def _yardstick_section(report: dict[str, Any]) -> str:
             f"{report['wall_s']:.0f} s. Compare checkpoints by it.\n\n{format_table(report, header=False)}\n")
 
 
-def _shipped_yardstick(path: Path, new_weights: str, **kwargs) -> dict | None:
-    """The yardstick of the GHN at ``path`` (None if it holds ``new_weights``: a re-export): its card's,
-    or, for a card from before the yardstick, the DeepNets-1M part run now on its weights."""
+def _shipped_yardstick(path: Path, **kwargs) -> dict:
+    """The yardstick of the GHN at ``path``: its card's, or, for a card from before the yardstick, the
+    DeepNets-1M part run now on its weights."""
     from .yardstick import YardstickConfig, json_ready, yardstick
 
-    payload = read_checkpoint(path)
-    if state_hash(payload["state_dict"]) == new_weights:
-        return None
-    stored = payload.get("card", {}).get("yardstick")
+    stored = read_checkpoint(path).get("card", {}).get("yardstick")
     if stored:
         return stored
     log.info("%s has no yardstick in its card: scoring its weights on the DeepNets-1M part", path)

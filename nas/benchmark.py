@@ -195,7 +195,7 @@ def markdown(results: dict[str, dict], pool: dict) -> str:
             "|---|---|---|---|---|---|"]
     for name, r in results.items():
         # a small pool can leave a strategy no choice: every seed picks the same net
-        seeds = r["seeds"] if r.get("distinct_picks", 2) > 1 else f"{r['seeds']} (one pick)"
+        seeds = f"{r['seeds']} (one pick)" if r.get("distinct_picks") == 1 else r["seeds"]
         rows.append(f"| {name} | {r['labels_spent']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['regret']:.2f} | "
                     f"{r['percentile']:.1f} | {seeds} |")
     return "\n".join(rows) + "\n"

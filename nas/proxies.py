@@ -331,7 +331,8 @@ class ProxyStore:
         value of the first of them."""
         proxy = lookup(PROXIES, name, "proxy")
         path = self.folder / f"{name}.jsonl"
-        known = dict(_read_values(path)) if proxy.storable else {}
+        text = path.read_text() if proxy.storable and path.is_file() else ""
+        known = dict(_parse_values(text))
         todo: dict[str, Callable[[], nn.Module | None]] = {}
         for key, build in nets:
             if key not in known:
@@ -340,7 +341,7 @@ class ProxyStore:
             if proxy.storable:
                 self.folder.mkdir(parents=True, exist_ok=True)
             with path.open("a") if proxy.storable else contextlib.nullcontext() as f:
-                if f is not None and path.stat().st_size and not path.read_text().endswith("\n"):
+                if f is not None and text and not text.endswith("\n"):
                     f.write("\n")  # a line a kill cut short stays on its own
                 for key, build in tqdm(todo.items(), desc=name, unit="net", disable=not progress or None):
                     torch.manual_seed(self.seed)
@@ -360,12 +361,10 @@ class ProxyStore:
         return np.array([known[key] for key, _ in nets])
 
 
-def _read_values(path: Path) -> list[tuple[str, float]]:
+def _parse_values(text: str) -> list[tuple[str, float]]:
     """The ``[net key, value]`` lines of a store file; a line cut short by a kill is dropped."""
-    if not path.is_file():
-        return []
     pairs = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             key, value = json.loads(line)
         except ValueError:

@@ -14,6 +14,7 @@ from ghn_core import export as export_mod
 from ghn_core.errors import GhnNasError
 from ghn_core.model.checkpoint import state_hash
 
+from test_cli_errors import assert_user_error, run_cli, snapshot
 from test_dataset_classes import _run_checkpoint, fake_evaluation  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,3 +79,18 @@ def test_check_improves_refuses_a_yardstick_of_other_nets():
     other["deepnets"]["ghn"]["names"] = ["test/7", "test/8"]
     with pytest.raises(GhnNasError, match="other DeepNets-1M nets"):
         export_mod.check_improves(report, other, "shipped.pt")
+
+
+def test_export_without_the_yardstick_never_replaces_another_ghn(tmp_path, fake_evaluation, yardstick_scores,
+                                                                 cifar_dir):
+    """Refused before any scoring, through the real command line: one line, exit 2, nothing written."""
+    out = tmp_path / "out"
+    export_mod.export(_run_checkpoint(tmp_path / "a.pt", "cifar10", 10), out, yardstick=True)
+    candidate = _other_weights(tmp_path / "b.pt")
+    before = snapshot(out)
+    proc = run_cli("ghn_core.export", str(candidate), "--out", str(out), "--no-yardstick", "--device", "cpu",
+                   cwd=tmp_path, data_dir=cifar_dir)
+    assert_user_error(proc, "holds another GHN", "--force")
+    assert snapshot(out) == before
+    export_mod.export(candidate, out, force=True)  # what --force is for
+    assert snapshot(out) != before
