@@ -152,7 +152,7 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     """Read the pool, embed its nets, and score them with every zero-label strategy."""
     from ghn_core import load_ghn
 
-    from .predictors import load_predictors, predictors_path
+    from .predictors import join_features, load_predictors, predictors_path
 
     pool = read_pool(pool_path)
     if pool.labelled is None:
@@ -176,7 +176,8 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
         predictor = bundle[(pool.space, prop)]
         score = np.full(len(pool), np.nan)
         has = candidates.has_features
-        score[has] = predictor.predict(candidates.embedding[has])
+        score[has] = predictor.predict(join_features(predictor.features, candidates.embedding[has],
+                                                     candidates.cheap[has]))
         scores["predictor"] = score
         # Honest accounting: every label of this benchmark the predictor was fitted on counts, in the pool or not.
         seen["predictor"] = int(predictor.fitted_on["n"])

@@ -112,6 +112,7 @@ class Candidates:
     has_features: np.ndarray      # (n,) bool
     prior: np.ndarray             # (n,) zero-label score, higher is better
     embedding: np.ndarray         # (n, hid) raw GHN embeddings (NaN rows: no graph), what predictors read
+    cheap: np.ndarray             # (n, len(FEATURE_NAMES)) raw graph features (NaN rows: no graph)
     _rows_of: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -166,7 +167,9 @@ def make_candidates(ghn, pool: Pool, *, progress: bool = True) -> Candidates:
     prior[has] = np.array(cheap)[rows, FEATURE_NAMES.index("log_params")]
     embedding = np.full((len(keys), emb.shape[1]), np.nan)
     embedding[has] = emb[rows]
-    return Candidates(pool, keys, X, has, prior, embedding)
+    raw_cheap = np.full((len(keys), len(FEATURE_NAMES)), np.nan)
+    raw_cheap[has] = np.array(cheap)[rows]
+    return Candidates(pool, keys, X, has, prior, embedding, raw_cheap)
 
 
 class LabelBudgetSampler(optuna.samplers.BaseSampler):

@@ -5,7 +5,12 @@ Every regressor is a stock scikit-learn estimator built by a function in :data:`
 - ``svr``: the paper's (§4 of the reference): RBF SVR on the embedding, grid-searched with 5-fold
   cross-validation over C in {1, 10, 50, 100, 200, 500, 1000}, gamma in {auto, 0.05, 0.1, 0.2, 0.5},
   epsilon in {0.05, 0.1, 0.2};
-- ``ridge``: standardised features into a cross-validated ridge regression (fast, a sanity baseline).
+- ``svr-rank``: the same SVR fitted on the normal scores of the labels' ranks;
+- ``ridge``: standardised features into a cross-validated ridge regression.
+
+A predictor reads one kind of features (:data:`FEATURE_KINDS`): the GHN graph embedding, or the
+embedding followed by cheap graph features (log parameters, depth, node and op counts). Each space
+has a default pair, the best of its scorecard (:data:`SPACE_DEFAULTS`).
 
 Saved predictors carry the ghn-nas version, the feature width and the hash of the GHN whose
 embeddings they were fitted on; loading with another GHN raises and names both.
@@ -52,9 +57,10 @@ from ghn_core.utils import lookup, user_errors
 
 from .label import LabelledSet
 
-__all__ = ["PREDICTORS", "make_predictor", "fit_predictor", "rank_correlations", "save_predictor", "load_predictor",
-           "embedding_features", "PropertyPredictor", "PredictorError", "predictors_path",
-           "architecture_graph", "labelled_features", "distinct_rows", "file_digest", "fit_property", "save_predictors", "shipped_properties", "load_predictors", "score_predictors", "main"]
+__all__ = ["PREDICTORS", "FEATURE_KINDS", "SPACE_DEFAULTS", "space_default", "make_predictor", "fit_predictor", "rank_correlations",
+           "embedding_features", "graph_matrix", "join_features", "PropertyPredictor", "PredictorError",
+           "predictors_path", "architecture_graph", "labelled_features", "distinct_rows", "file_digest", "fit_property",
+           "save_predictors", "shipped_properties", "load_predictors", "score_predictors", "main"]
 
 log = logging.getLogger("nas.predictors")
 
@@ -110,25 +116,6 @@ def rank_correlations(predicted: np.ndarray, truth: np.ndarray) -> dict[str, flo
             "kendall": float(kendalltau(predicted, truth).statistic)}
 
 
-def save_predictor(model: RegressorMixin, path: str | Path, *, ghn_hash: str, n_features: int) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump({"model": model, "ghn_hash": ghn_hash, "n_features": n_features,
-                 "version": ghn_core.__version__}, path)
-    return path
-
-
-def load_predictor(path: str | Path, *, ghn_hash: str, n_features: int) -> RegressorMixin:
-    """Load a saved predictor, checking it was fitted on embeddings of the same GHN and width."""
-    record = joblib.load(path)
-    if record["ghn_hash"] != ghn_hash:
-        raise ValueError(f"{path} was fitted on embeddings of GHN {record['ghn_hash']}, "
-                         f"but the embeddings now come from GHN {ghn_hash}; refit it")
-    if record["n_features"] != n_features:
-        raise ValueError(f"{path} expects {record['n_features']} features, got {n_features}")
-    return record["model"]
-
-
 CONV_KERNELS = (1, 3, 5, 7)
 FEATURE_NAMES: tuple[str, ...] = ("log_params", "depth", "nodes", "edges", *(f"n_{op}" for op in OP_NAMES),
                                   *(f"conv_{k}x{k}" for k in CONV_KERNELS))
@@ -153,20 +140,41 @@ def embedding_features(ghn: GHN2, models: Sequence[nn.Module]) -> np.ndarray:
         return ghn.embed(models).numpy()
 
 
-def architecture_features(ghn: GHN2, models: Sequence[nn.Module]) -> np.ndarray:
-    """(n, hid + len(FEATURE_NAMES)): the GHN graph embedding, then :func:`graph_features`, from one
-    trace of each model."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GraphWarning)
-        graphs = ghn.graphs(models)
-    emb = ghn.embed(graphs=graphs).numpy()
-    cheap = np.stack([graph_features(g, m) for g, m in zip(graphs, models)])
-    return np.hstack([emb, cheap])
+#: What a predictor reads: name -> what it is.
+FEATURE_KINDS: dict[str, str] = {
+    "embedding": "the GHN graph embedding",
+    "embedding+graph": "the GHN graph embedding, then the cheap graph features (FEATURE_NAMES)",
+}
+
+
+def join_features(kind: str, embedding: np.ndarray, cheap: np.ndarray | None) -> np.ndarray:
+    """A predictor's input of feature kind ``kind`` (:data:`FEATURE_KINDS`) from the (n, hid) embeddings
+    and the (n, len(FEATURE_NAMES)) :func:`graph_features` of the same nets."""
+    lookup(FEATURE_KINDS, kind, "feature kind")
+    return embedding if kind == "embedding" else np.hstack([embedding, cheap])
+
+
+def graph_matrix(ghn: GHN2, graphs: Sequence[Graph], models: Sequence[nn.Module], kind: str) -> np.ndarray:
+    """Features of kind ``kind`` of traced nets: their graphs' embeddings, then (``embedding+graph``)
+    :func:`graph_features` of each graph and model."""
+    cheap = np.stack([graph_features(g, m) for g, m in zip(graphs, models)]) if kind != "embedding" else None
+    return join_features(kind, ghn.embed(graphs=graphs).numpy(), cheap)
 
 
 # -- predictors shipped with a GHN ---------------------------------------------------------------------
 
 DEFAULT_PREDICTOR = "svr-rank"
+#: The regressor and feature kind ``fit`` and ``nas.search --labels`` use on each space: the best out of
+#: fold in its scorecard (BENCHMARKS.md). On NB201 svr-rank on the embedding (Kendall 0.75 against 0.64
+#: for ridge on embedding+graph, 200 cells); on our DeepNets-1M labels ridge on embedding+graph (0.25,
+#: where both SVRs rank backwards out of fold, 43 nets).
+SPACE_DEFAULTS: dict[str, tuple[str, str]] = {"nb201": ("svr-rank", "embedding"),
+                                              "deepnets": ("ridge", "embedding+graph")}
+
+
+def space_default(space: str) -> tuple[str, str]:
+    """The (regressor, feature kind) a predictor of ``space`` gets unless told otherwise."""
+    return SPACE_DEFAULTS.get(space, (DEFAULT_PREDICTOR, "embedding"))
 CV_FOLDS = 5
 MIN_CV_FIT = -(-MIN_FIT * CV_FOLDS // (CV_FOLDS - 1))  # 13: each training fold keeps MIN_FIT nets
 
@@ -185,7 +193,8 @@ def architecture_key(space: str, arch: str) -> str:
 
 @dataclass
 class PropertyPredictor:
-    """A regressor of one property of one space on GHN embeddings, and what it was fitted on.
+    """A regressor of one property of one space on features of kind ``features`` (:data:`FEATURE_KINDS`),
+    and what it was fitted on.
 
     ``fitted_on`` names the labels (file, sha256, recipe, number of architectures); ``seen`` holds the
     keys (:func:`architecture_key`) of the fitted architectures; ``cv`` the rank correlations of a
@@ -199,6 +208,7 @@ class PropertyPredictor:
     fitted_on: dict[str, Any]
     seen: frozenset[str]
     cv: dict[str, float]
+    features: str = "embedding"  # bundles from before feature kinds read the embedding
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.model.predict(np.asarray(X, dtype=np.float64))
@@ -226,28 +236,38 @@ def architecture_graph(ghn: GHN2, space: str, arch: str, model: nn.Module | None
     return ghn.graphs([model if model is not None else build_architecture(space, arch)])[0]
 
 
-def labelled_features(ghn: GHN2, space: str, archs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """GHN embeddings of ``archs`` (n, hid), NaN rows for nets without an input-output path (no graph;
-    they compute a constant), and the (n,) mask of the rows that have one. One graph per net
-    (:func:`architecture_graph`), embedded 1024 graphs at a time (memory stays bounded)."""
+def labelled_features(ghn: GHN2, space: str, archs: Sequence[str], kind: str = "embedding"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Features of kind ``kind`` of ``archs`` (n, d), NaN rows for nets without an input-output path (no
+    graph; they compute a constant), and the (n,) mask of the rows that have one. One graph per net
+    (:func:`architecture_graph`), embedded 1024 graphs at a time (memory stays bounded); graph features
+    build each net."""
+    from .label import build_architecture
+
     chunk = 1024   # a multiple of embed's batch of 16: every GHN pass holds the nets one call would
-    X = np.full((len(archs), ghn.config.hid), np.nan)
+    emb = np.full((len(archs), ghn.config.hid), np.nan)
+    cheap = np.full((len(archs), len(FEATURE_NAMES)), np.nan) if kind != "embedding" else None
     ok = np.zeros(len(archs), dtype=bool)
     graphs: list[Graph] = []
     rows: list[int] = []   # the row of each held graph
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GraphWarning)
         for i, arch in enumerate(tqdm(archs, desc="graphs", unit="net", disable=None if len(archs) >= 50 else True)):
+            model = build_architecture(space, arch) if cheap is not None else None
             try:
-                graphs.append(architecture_graph(ghn, space, arch))
+                graph = architecture_graph(ghn, space, arch, model)
+            except GraphError:
+                graph = None
+            if graph is not None:
+                graphs.append(graph)
                 ok[i] = True
                 rows.append(i)
-            except GraphError:
-                pass
+                if cheap is not None:
+                    cheap[i] = graph_features(graph, model)
             if graphs and (len(graphs) == chunk or i == len(archs) - 1):
-                X[rows] = ghn.embed(graphs=graphs).numpy()
+                emb[rows] = ghn.embed(graphs=graphs).numpy()
                 graphs, rows = [], []
-    return X, ok
+    return join_features(kind, emb, cheap), ok
 
 
 def distinct_rows(labelled: LabelledSet) -> np.ndarray:
@@ -259,16 +279,20 @@ def distinct_rows(labelled: LabelledSet) -> np.ndarray:
     return np.array(sorted(first.values()), dtype=int)
 
 
-def fit_property(ghn: GHN2, labelled: LabelledSet, prop: str, *, predictor: str = DEFAULT_PREDICTOR,
-                 seed: int = 0, features: tuple[np.ndarray, np.ndarray] | None = None) -> PropertyPredictor:
-    """Fit ``predictor`` on one property of a labelled set, on its :func:`distinct_rows` that have a graph
-    and a finite label: cross-validated first (5 folds, seeded), then fitted on all of them.
-    ``features``: :func:`labelled_features` of the distinct rows, if already computed."""
+def fit_property(ghn: GHN2, labelled: LabelledSet, prop: str, *, predictor: str | None = None,
+                 features: str | None = None, seed: int = 0,
+                 computed: tuple[np.ndarray, np.ndarray] | None = None) -> PropertyPredictor:
+    """Fit ``predictor`` on features of kind ``features`` (None: the space's :data:`SPACE_DEFAULTS`) for
+    one property of a labelled set, on its :func:`distinct_rows` that have a graph and a finite label:
+    cross-validated first (5 folds, seeded), then fitted on all of them. ``computed``: the
+    :func:`labelled_features` of those rows and that kind, if already computed."""
     if prop not in labelled.properties:
         raise ValueError(f"{labelled.source} has no {prop!r} labels; it has {', '.join(labelled.properties)}")
+    default = space_default(labelled.space)
+    predictor, features = predictor or default[0], features or default[1]
     rows = distinct_rows(labelled)
-    X, ok = features if features is not None else labelled_features(ghn, labelled.space,
-                                                                     [labelled.archs[i] for i in rows])
+    X, ok = computed if computed is not None else labelled_features(ghn, labelled.space,
+                                                                    [labelled.archs[i] for i in rows], features)
     y = labelled.properties[prop][rows]
     use = ok & np.isfinite(y)
     if use.sum() < MIN_CV_FIT:
@@ -282,11 +306,12 @@ def fit_property(ghn: GHN2, labelled: LabelledSet, prop: str, *, predictor: str 
                  "n": int(use.sum())}
     seen = frozenset(architecture_key(labelled.space, labelled.archs[i]) for i in rows[use])
     return PropertyPredictor(labelled.space, prop, predictor, fit_predictor(predictor, Xf, yf, seed=seed), fitted_on,
-                             seen, rank_correlations(pred, yf))
+                             seen, rank_correlations(pred, yf), features)
 
 
 def save_predictors(predictors: Sequence[PropertyPredictor], path: str | Path, *, ghn: GHN2) -> Path:
-    """Write predictors with the hash and width of the GHN whose embeddings they read (atomically)."""
+    """Write predictors with the hash and width of the GHN whose embeddings they read (atomically). The
+    predictors of a GHN ship beside it; a study saves those it fits on --labels the same way."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"version": ghn_core.__version__, "ghn_hash": state_hash(ghn.state_dict()), "n_features": ghn.config.hid,
@@ -338,11 +363,13 @@ def score_predictors(predictors: dict[tuple[str, str], PropertyPredictor], ghn: 
         have = ", ".join(f"{s}:{p}" for s, p in predictors) or "none"
         raise PredictorError(f"no predictor for the properties of {labelled.source} ({labelled.space}: "
                              f"{', '.join(labelled.properties)}); the predictors have {have}")
-    X, ok = labelled_features(ghn, labelled.space, labelled.archs)
+    kinds = {predictors[(labelled.space, p)].features for p in props}
+    computed = {kind: labelled_features(ghn, labelled.space, labelled.archs, kind) for kind in sorted(kinds)}
     keys = [architecture_key(labelled.space, a) for a in labelled.archs]
     table = {}
     for prop in props:
         model, y = predictors[(labelled.space, prop)], labelled.properties[prop]
+        X, ok = computed[model.features]
         unseen = np.array([k not in model.seen for k in keys])
         rows = ok & unseen & np.isfinite(y)
         if rows.sum() < 2:
@@ -370,7 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="NAS-Bench-201 CSV or JSON lines of python -m nas.label")
         p.add_argument("--ghn", default=None, help="GHN checkpoint (default: the shipped one)")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
-    fit.add_argument("--predictor", default=DEFAULT_PREDICTOR, help=f"one of {', '.join(PREDICTORS)}")
+    defaults = "; ".join(f"{space}: {p}" for space, (p, _) in SPACE_DEFAULTS.items())
+    fit.add_argument("--predictor", default=None, help=f"one of {', '.join(PREDICTORS)} (default per space: {defaults})")
+    fit.add_argument("--features", default=None, choices=list(FEATURE_KINDS),
+                     help="what the predictor reads (default per space: "
+                          + "; ".join(f"{space}: {f}" for space, (_, f) in SPACE_DEFAULTS.items()) + ")")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", default=None, help="default: beside the GHN checkpoint")
     score.add_argument("--predictors", default=None, help="default: the ones beside the GHN checkpoint")
@@ -381,19 +412,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .label import read_labelled
 
         if args.command == "fit":
-            lookup(PREDICTORS, args.predictor, "predictor")
+            if args.predictor is not None:
+                lookup(PREDICTORS, args.predictor, "predictor")
             sets = [read_labelled(path) for path in args.labels]  # all read and checked before any fit
             ghn = ghn_core.load_ghn(args.ghn)
             fitted = []
             for labelled in sets:
-                features = labelled_features(ghn, labelled.space, [labelled.archs[i] for i in distinct_rows(labelled)])
+                default = space_default(labelled.space)
+                predictor, kind = args.predictor or default[0], args.features or default[1]
+                computed = labelled_features(ghn, labelled.space,
+                                             [labelled.archs[i] for i in distinct_rows(labelled)], kind)
                 for prop, values in labelled.properties.items():
                     if np.isfinite(values).sum() < MIN_CV_FIT:
                         log.info("%s: too few %s labels to fit, skipped", labelled.source, prop)
                         continue
-                    p = fit_property(ghn, labelled, prop, predictor=args.predictor, seed=args.seed, features=features)
-                    log.info("%s %s: %s on %d architectures, %d-fold CV Kendall %.3f, Spearman %.3f", p.space, prop,
-                             p.predictor, p.fitted_on["n"], CV_FOLDS, p.cv["kendall"], p.cv["spearman"])
+                    p = fit_property(ghn, labelled, prop, predictor=predictor, features=kind, seed=args.seed,
+                                     computed=computed)
+                    log.info("%s %s: %s on %s of %d architectures, %d-fold CV Kendall %.3f, Spearman %.3f", p.space,
+                             prop, p.predictor, p.features, p.fitted_on["n"], CV_FOLDS, p.cv["kendall"],
+                             p.cv["spearman"])
                     fitted.append(p)
             out = save_predictors(fitted, args.out or predictors_path(args.ghn), ghn=ghn)
             print(f"{len(fitted)} predictors saved to {out}")

@@ -8,7 +8,7 @@ batch of validation images (never the test set), the device and the seed.
     score = compute("ghn_robustness", model, ctx)
 
 GHN proxies predict the model's parameters first (the model is changed in place: pass a fresh one).
-``predicted_<label>`` proxies are regressors of SGD labels on the GHN's graph embedding
+``predicted_<label>`` proxies are regressors of SGD labels on the GHN's graph embedding (and graph features)
 (``nas.predictors.fit_property``), set in ``ctx.predictors`` under the label's name.
 The baselines every GHN proxy is compared with are ``params``, ``flops``, ``naswot`` and ``synflow``.
 
@@ -53,7 +53,7 @@ class ProxyContext:
     device: torch.device
     seed: int = 0
     batch_size: int = 64
-    predictors: dict[str, Any] = field(default_factory=dict)  # label name -> fitted regressor
+    predictors: dict[str, Any] = field(default_factory=dict)  # label name -> PropertyPredictor
     share: bool = True  # trace and predict each net once for all GHN proxies (False: once per proxy, as before)
     _shared: "_Shared | None" = field(default=None, init=False, repr=False, compare=False)
 
@@ -86,6 +86,7 @@ class Proxy:
     # a function of the net, the GHN and the images alone (latency also depends on the machine's
     # load, a predictor proxy on the fitted regressor): ProxyStore keeps only these
     storable: bool = True
+    uses_ghn: bool = False  # its value depends on the GHN's weights (stored per GHN)
 
 
 @dataclass
@@ -246,27 +247,32 @@ def synflow(model: nn.Module, ctx: ProxyContext) -> float:
 
 def _regressed(label: str) -> Callable[[nn.Module, ProxyContext], float]:
     def predicted(model: nn.Module, ctx: ProxyContext) -> float:
-        from .predictors import embedding_features
+        from .predictors import graph_matrix
 
         if ctx.ghn is None or label not in ctx.predictors:
             raise GhnNasError(f"predicted_{label} needs a GHN and a regressor fitted on {label} labels: the predictors shipped "
                               f"beside the GHN, or nas.search --labels FILE (records of python -m nas.label)")
-        if not ctx.share:
-            return float(ctx.predictors[label].predict(embedding_features(ctx.ghn, [model]))[0])
-        graph = _graph(model, ctx)  # the trial's one trace (GraphWarnings: as embedding_features, not shown)
-        return float(ctx.predictors[label].predict(ctx.ghn.embed(graphs=[graph]).numpy())[0])
+        predictor = ctx.predictors[label]
+        if ctx.share:
+            graph = _graph(model, ctx)  # the trial's one trace (its GraphWarnings are reported once, not here)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", GraphWarning)  # ops on dead nodes are reported, by design
+                graph = ctx.ghn.graphs([model])[0]
+        return float(predictor.predict(graph_matrix(ctx.ghn, [graph], [model], predictor.features))[0])
 
-    predicted.__doc__ = f"{label} (%) after SGD, as an SVR on the GHN embedding fitted on labelled nets predicts it."
+    predicted.__doc__ = (f"{label} (%) after SGD, as a regressor on the GHN embedding (and graph features) fitted on "
+                         f"labelled nets predicts it.")
     return predicted
 
 
 PROXIES: dict[str, Proxy] = {p.name: p for p in (
     Proxy("ghn_accuracy", "maximize", ghn_accuracy, ghn_accuracy.__doc__, "%",
-          "% of validation images, with GHN-predicted parameters"),
+          "% of validation images, with GHN-predicted parameters", uses_ghn=True),
     Proxy("ghn_robustness", "maximize", ghn_robustness, ghn_robustness.__doc__, "%",
-          "% of noisy validation images, with GHN-predicted parameters"),
+          "% of noisy validation images, with GHN-predicted parameters", uses_ghn=True),
     Proxy("trainability", "maximize", trainability, trainability.__doc__, "fraction",
-          "fraction of the first loss lost in 5 SGD steps"),
+          "fraction of the first loss lost in 5 SGD steps", uses_ghn=True),
     Proxy("latency_b1", "minimize", latency_b1, latency_b1.__doc__, "ms",
           "ms per image on {device}", storable=False),
     Proxy("latency_b64", "minimize", latency_b64, latency_b64.__doc__, "ms",
@@ -304,12 +310,16 @@ class ProxyStore:
 
     ``folder/<proxy>.jsonl`` holds one ``[net key, value]`` line per net, appended as soon as the value
     is computed, so an interrupted run resumes at the next net. The folder names what a value depends
-    on: the space, the GHN's weights, the validation images (count and seed). Proxies that depend on
-    more (:attr:`Proxy.storable` False: latency, predictors) are computed afresh every time.
+    on: the space and the validation images (count and seed); the values of GHN proxies
+    (:attr:`Proxy.uses_ghn`) live in ``ghn_folder``, named by the GHN's weights, so a new GHN scores
+    only those again. Proxies that depend on more (:attr:`Proxy.storable` False: latency,
+    predictors) are computed afresh every time.
     """
 
-    def __init__(self, folder: Path, make_ctx: Callable[[], ProxyContext], seed: int = 0):
+    def __init__(self, folder: Path, make_ctx: Callable[[], ProxyContext], seed: int = 0,
+                 ghn_folder: Path | None = None):
         self.folder, self.seed = Path(folder), seed
+        self.ghn_folder = Path(ghn_folder) if ghn_folder is not None else self.folder
         self._make_ctx, self._ctx = make_ctx, None
 
     @classmethod
@@ -320,9 +330,10 @@ class ProxyStore:
         from ghn_core.data import resolve_cache_dir
         from ghn_core.model.checkpoint import state_hash
 
-        folder = resolve_cache_dir() / "proxies" / f"{space}-{state_hash(ghn.state_dict())[:12]}-{n_images}img-seed{seed}"
+        folder = resolve_cache_dir() / "proxies" / f"{space}-{n_images}img-seed{seed}"
         return cls(folder, lambda: ProxyContext.from_data(ghn, n_images=n_images, seed=seed, data_dir=data_dir,
-                                                          device="cpu"), seed)
+                                                          device="cpu"), seed,
+                   ghn_folder=folder / f"ghn-{state_hash(ghn.state_dict())[:12]}")
 
     def values(self, name: str, nets: Sequence[tuple[str, Callable[[], nn.Module | None]]], *,
                progress: bool = True) -> np.ndarray:
@@ -330,7 +341,7 @@ class ProxyStore:
         returns None for one with no graph (NaN). Nets of one key (NB201 strings of one cell) get the
         value of the first of them."""
         proxy = lookup(PROXIES, name, "proxy")
-        path = self.folder / f"{name}.jsonl"
+        path = (self.ghn_folder if proxy.uses_ghn else self.folder) / f"{name}.jsonl"
         text = path.read_text() if proxy.storable and path.is_file() else ""
         known = dict(_parse_values(text))
         todo: dict[str, Callable[[], nn.Module | None]] = {}
@@ -339,7 +350,7 @@ class ProxyStore:
                 todo.setdefault(key, build)  # the first net of a key stands for all of them
         if todo:
             if proxy.storable:
-                self.folder.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") if proxy.storable else contextlib.nullcontext() as f:
                 if f is not None and text and not text.endswith("\n"):
                     f.write("\n")  # a line a kill cut short stays on its own

@@ -38,8 +38,8 @@ from ghn_core import load_ghn
 from ghn_core.utils import lookup, user_errors
 
 from .label import LabelledSet, build_architecture, read_labelled
-from .predictors import (CV_FOLDS, DEFAULT_PREDICTOR, MIN_FIT, architecture_features, architecture_key,
-                         distinct_rows, fit_predictor, labelled_features, rank_correlations)
+from .predictors import (CV_FOLDS, DEFAULT_PREDICTOR, MIN_FIT, architecture_key, distinct_rows, fit_predictor,
+                         labelled_features, rank_correlations)
 from .proxies import ProxyStore
 
 __all__ = ["PREDICTORS", "Score", "cv_folds", "out_of_fold", "score", "main"]
@@ -47,14 +47,14 @@ __all__ = ["PREDICTORS", "Score", "cv_folds", "out_of_fold", "score", "main"]
 log = logging.getLogger("nas.scorecard")
 
 #: The predictors the scorecard cross-validates: row name -> (``nas.predictors`` regressor, features).
-#: Features are "embedding" (``labelled_features``: the GHN graph embedding) or "embedding+graph"
-#: (``architecture_features``: the embedding, then ``graph_features``).
+#: Features are a kind of ``nas.predictors.FEATURE_KINDS``: "embedding" (the GHN graph embedding) or
+#: "embedding+graph" (the embedding, then ``graph_features``). ``fit`` ships, per space, the best row.
 PREDICTORS: dict[str, tuple[str, str]] = {
     "svr": ("svr", "embedding"),  # the paper's
-    DEFAULT_PREDICTOR: (DEFAULT_PREDICTOR, "embedding"),  # shipped with the GHN
+    DEFAULT_PREDICTOR: (DEFAULT_PREDICTOR, "embedding"),  # shipped for NB201
     # Standardised, so the graph features' raw counts do not swamp the embedding (the SVRs take
     # features as they come).
-    "ridge+features": ("ridge", "embedding+graph"),
+    "ridge+features": ("ridge", "embedding+graph"),  # shipped for DeepNets-1M
 }
 
 
@@ -159,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             features = {"embedding": embedding}
             for name in args.predictors:
                 predictor, kind = PREDICTORS[name]
-                if kind not in features:  # "embedding+graph": one more trace of each net
-                    features[kind] = architecture_features(ghn, [build(a) for a in archs])
+                if kind not in features:  # "embedding+graph": builds and traces each net once more
+                    features[kind] = labelled_features(ghn, labelled.space, archs, kind)[0]
                 values[name] = out_of_fold(predictor, features[kind], labels, fold, seed=args.seed)
                 table[name] = score(values[name], labels, fold, "predictor")
         lines = _markdown(table, labelled, target, args, n_distinct=len(rows), n=len(archs), cv=fold is not None)

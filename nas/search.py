@@ -47,7 +47,7 @@ from ghn_core.utils import lookup, non_negative_int, positive_int, resolve_devic
 
 from .finalize import finalize
 from .objectives import SHIPPED, resolve_objectives
-from .predictors import (file_digest, fit_property, load_predictor, load_predictors, predictors_path, save_predictor,
+from .predictors import (file_digest, fit_property, load_predictors, predictors_path, save_predictors,
                          shipped_properties)
 from .proxies import ProxyContext, compute
 from .report import architecture_file, axis_label, plural, top_trials, write_report
@@ -269,9 +269,8 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext | None]:
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
     if predictors:
-        paths = {label: str(save_predictor(model, cfg.resolved_out() / f"predictor_{label}.joblib",
-                                           ghn_hash=ghn_hash, n_features=ghn.config.hid))
-                 for label, model in predictors.items()}
+        paths = {label: str(save_predictors([p], cfg.resolved_out() / f"predictor_{label}.joblib", ghn=ghn))
+                 for label, p in predictors.items()}
         log.info("label regressors fitted on %s: %s", cfg.labels, ", ".join(paths.values()))
         study.set_user_attr("predictors", paths)
     if study.metric_names is None:
@@ -290,7 +289,7 @@ def _fit_regressors(cfg: SearchConfig, ghn, labels: Sequence[str]) -> dict:
     if labelled.space != cfg.base_space():
         raise ValueError(f"{cfg.labels} labels the {labelled.space} space, but the search is on {cfg.base_space()}")
     table = {"clean_acc": "cifar10_test_acc_200ep"} if "cifar10_test_acc_200ep" in labelled.properties else {}
-    return {label: fit_property(ghn, labelled, table.get(label, label), seed=cfg.seed).model for label in labels}
+    return {label: fit_property(ghn, labelled, table.get(label, label), seed=cfg.seed) for label in labels}
 
 
 def _check_label_budget(cfg: SearchConfig, space) -> None:
@@ -354,8 +353,8 @@ def search_worker(cfg: SearchConfig, index: int = 0, *, progress: bool = True,
         ctx = ProxyContext.from_data(load_ghn(cfg.ghn), n_images=cfg.n_images, seed=cfg.seed, data_dir=cfg.data_dir,
                                      device=cfg.device)
     ghn = ctx.ghn
-    ghn_hash = state_hash(ghn.state_dict())  # a saved regressor must come from this GHN's embeddings
-    ctx.predictors = {label: load_predictor(path, ghn_hash=ghn_hash, n_features=ghn.config.hid)
+    # each file holds one predictor, fitted on this GHN's embeddings (loading checks it)
+    ctx.predictors = {label: next(iter(load_predictors(ghn, path).values()))
                       for label, path in study.user_attrs.get("predictors", {}).items()}
     if "shipped_predictors" in study.user_attrs:
         bundle = load_predictors(ghn, study.user_attrs["shipped_predictors"]["path"])

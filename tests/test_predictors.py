@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from nas.predictors import fit_predictor, load_predictor, make_predictor, rank_correlations, save_predictor
+from nas.predictors import fit_predictor, make_predictor, rank_correlations
 
 
 def _data(n: int, seed: int):
@@ -32,18 +32,6 @@ def test_rank_correlations_match_scipy_on_a_fixture():
     assert r["spearman"] == pytest.approx(0.9) and r["kendall"] == pytest.approx(0.8)
     assert r["spearman"] == pytest.approx(spearmanr(a, b).statistic)
     assert r["kendall"] == pytest.approx(kendalltau(a, b).statistic)
-
-
-def test_saved_predictors_check_their_ghn(tmp_path):
-    X, y = _data(60, 1)
-    model = fit_predictor("ridge", X, y)
-    path = save_predictor(model, tmp_path / "p.joblib", ghn_hash="abc", n_features=8)
-    again = load_predictor(path, ghn_hash="abc", n_features=8)
-    assert np.allclose(again.predict(X), model.predict(X))
-    with pytest.raises(ValueError, match="GHN abc.*GHN xyz"):
-        load_predictor(path, ghn_hash="xyz", n_features=8)
-    with pytest.raises(ValueError, match="expects 8 features"):
-        load_predictor(path, ghn_hash="abc", n_features=32)
 
 
 def test_bad_inputs():
@@ -128,9 +116,48 @@ def test_fit_property_needs_enough_nets_for_every_cross_validation_fold(tmp_path
     rng = np.random.default_rng(0)
     for n, fits in ((12, False), (13, True)):
         labelled = read_labelled(write_csv(tmp_path / f"{n}.csv", nb201_cells(n), list(80 + rng.random(n))))
-        features = (rng.normal(size=(n, 8)), np.ones(n, dtype=bool))
+        computed = (rng.normal(size=(n, 8)), np.ones(n, dtype=bool))
         if fits:
-            assert fit_property(None, labelled, "cifar10_test_acc_200ep", predictor="ridge", features=features).cv
+            assert fit_property(None, labelled, "cifar10_test_acc_200ep", predictor="ridge", computed=computed).cv
         else:
             with pytest.raises(ValueError, match="expected at least 13 distinct architectures"):
-                fit_property(None, labelled, "cifar10_test_acc_200ep", predictor="ridge", features=features)
+                fit_property(None, labelled, "cifar10_test_acc_200ep", predictor="ridge", computed=computed)
+
+
+DEEPNETS_LABELS = Path(__file__).resolve().parents[1] / "nas" / "data" / "deepnets_cpu.jsonl"
+
+
+def test_deepnets_predictors_read_the_embedding_and_graph_features(tmp_path):
+    """A DeepNets-1M predictor is ridge on the embedding plus graph features (its scorecard's best); the
+    feature kind is saved with it, and the search's proxy builds the same input as the fit did."""
+    import joblib
+    import torch
+
+    from ghn_core import load_ghn
+    from nas.label import build_architecture, read_labelled
+    from nas.predictors import (FEATURE_NAMES, SPACE_DEFAULTS, fit_property, labelled_features, load_predictors,
+                                save_predictors)
+    from nas.proxies import ProxyContext, compute
+
+    ghn = load_ghn()
+    labelled = read_labelled(DEEPNETS_LABELS)
+    fitted = fit_property(ghn, labelled, "noisy_acc", seed=0)
+    assert (fitted.predictor, fitted.features) == SPACE_DEFAULTS["deepnets"] == ("ridge", "embedding+graph")
+    path = save_predictors([fitted], tmp_path / "p.joblib", ghn=ghn)
+    loaded = load_predictors(ghn, path)[("deepnets", "noisy_acc")]
+    assert loaded.features == "embedding+graph"
+    archs = labelled.archs[:3]
+    X, ok = labelled_features(ghn, "deepnets", archs, "embedding+graph")
+    assert ok.all() and X.shape == (3, ghn.config.hid + len(FEATURE_NAMES))
+    empty = torch.zeros(0)
+    for share in (True, False):
+        ctx = ProxyContext(ghn, empty, empty, empty, torch.device("cpu"), predictors={"noisy_acc": loaded},
+                           share=share)
+        for arch, expected in zip(archs, loaded.predict(X)):
+            ctx.new_trial()
+            assert compute("predicted_noisy_acc", build_architecture("deepnets", arch), ctx) == pytest.approx(expected)
+    # A bundle from before feature kinds (no "features" in its entries) reads the embedding.
+    record = joblib.load(path)
+    del record["predictors"][0]["features"]
+    joblib.dump(record, tmp_path / "old.joblib")
+    assert load_predictors(ghn, tmp_path / "old.joblib")[("deepnets", "noisy_acc")].features == "embedding"

@@ -13,7 +13,7 @@ from ghn_core.errors import GhnNasError
 from ghn_core.deepnets.generate import generate_chunk
 from ghn_core.model import create_ghn
 from ghn_core.nb201 import NB201Network
-from nas.predictors import fit_predictor
+from nas.predictors import FEATURE_NAMES, PropertyPredictor, fit_predictor
 from nas.proxies import PROXIES, ProxyContext, compute, list_proxies
 
 TIMING = {"latency_b1", "latency_b64"}
@@ -24,10 +24,18 @@ FULL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_con
 def ctx(cifar_dir) -> ProxyContext:
     torch.manual_seed(0)
     ctx = ProxyContext.from_data(create_ghn("ghn2"), n_images=128, seed=0, data_dir=str(cifar_dir), device="cpu")
-    # The label regressors (nas.search --labels): any fitted one conforms; here a ridge on random features.
+    # The label regressors (nas.search --labels): any fitted one conforms; here ridges on random features,
+    # one of each feature kind.
     rng = np.random.default_rng(0)
-    regressor = fit_predictor("ridge", rng.normal(size=(12, ctx.ghn.config.hid)), rng.uniform(10, 90, size=12))
-    ctx.predictors = {label: regressor for label in ("clean_acc", "noisy_acc", "train_acc_mean", "cifar10_test_acc_200ep")}
+
+    def predictor(features: str, width: int) -> PropertyPredictor:
+        regressor = fit_predictor("ridge", rng.normal(size=(12, width)), rng.uniform(10, 90, size=12))
+        return PropertyPredictor("any", "any", "ridge", regressor, {}, frozenset(), {}, features)
+
+    hid = ctx.ghn.config.hid
+    ctx.predictors = {"clean_acc": predictor("embedding", hid), "noisy_acc": predictor("embedding+graph",
+                                                                                       hid + len(FEATURE_NAMES)),
+                      "train_acc_mean": predictor("embedding", hid), "cifar10_test_acc_200ep": predictor("embedding", hid)}
     return ctx
 
 
@@ -116,3 +124,21 @@ def test_proxy_store_scores_each_net_once_and_keeps_only_storable_proxies(ctx, t
     store.values("latency_b1", nets[:2], progress=False)  # depends on the machine's load: never kept
     store.values("latency_b1", nets[:2], progress=False)
     assert calls == ["latency_b1"] * 4 and sorted(p.name for p in (tmp_path / "store").iterdir()) == ["params.jsonl"]
+
+
+def test_proxy_store_keeps_ghn_free_values_across_ghns(cifar_dir, tmp_path, monkeypatch):
+    """A new GHN scores its GHN proxies again; the values that do not depend on it are read back."""
+    import nas.proxies
+    from nas.proxies import ProxyStore
+
+    monkeypatch.setenv("GHN_NAS_CACHE", str(tmp_path / "cache"))
+    calls = []
+    monkeypatch.setattr(nas.proxies, "compute", lambda name, model, c: calls.append(name) or compute(name, model, c))
+    nets = [("full", lambda: NB201Network(FULL))]
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        store = ProxyStore.for_ghn("nb201", create_ghn("ghn2"), n_images=64, data_dir=str(cifar_dir))
+        for name in ("params", "ghn_accuracy"):
+            store.values(name, nets, progress=False)
+    assert calls == ["params", "ghn_accuracy", "ghn_accuracy"]
+    assert store.folder.parent == tmp_path / "cache" / "proxies" and store.ghn_folder.parent == store.folder

@@ -159,7 +159,7 @@ def test_labels_turn_robustness_into_a_fitted_regressor(tmp_path, ghn_ckpt, cifa
     """--labels: the robustness objective is a property predictor on GHN embeddings, saved with the study."""
     from ghn_core import load_ghn
     from ghn_core.nb201 import load_labelled
-    from nas.predictors import embedding_features, load_predictor
+    from nas.predictors import embedding_features, load_predictors
     from nas.space import get_space
 
     rows = load_labelled(NB201_CSV)[:20]  # at least 13 distinct cells: a cross-validated fit
@@ -175,7 +175,8 @@ def test_labels_turn_robustness_into_a_fitted_regressor(tmp_path, ghn_ckpt, cifa
     assert Path(path) == tmp_path / "run" / "predictor_noisy_acc.joblib"
     # The saved regressor is the one that scored the trials.
     ghn = load_ghn(ghn_ckpt)
-    regressor = load_predictor(path, ghn_hash=study.user_attrs["ghn_hash"], n_features=ghn.config.hid)
+    regressor = load_predictors(ghn, path)[("nb201", "noisy_acc")]
+    assert regressor.features == "embedding"  # NB201's default
     for t in study.trials:
         net = get_space("nb201").rebuild(t.user_attrs)
         assert t.value == pytest.approx(float(regressor.predict(embedding_features(ghn, [net]))[0]))
