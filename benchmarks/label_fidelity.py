@@ -31,6 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -148,6 +149,16 @@ def report(args: argparse.Namespace) -> dict:
         c, a = row["common"], row["all"]
         print(f"| {name} | {c['spearman']:.3f} / {c['kendall']:.3f} | {a['spearman']:.3f} / {a['kendall']:.3f} "
               f"({a['n']}) | {row['cpu_s_median']:.0f} |")
+    paired = _paired_with(by_recipe, BASELINE)
+    if paired:
+        print(f"\nSpearman of {BASELINE} minus each recipe's, on the cells both labelled: a paired bootstrap "
+              f"over those cells ({BOOTSTRAP} resamples, seed 0)\n")
+        print("| recipe | cells | difference | 95% interval | resamples reversing it |")
+        print("|---|---|---|---|---|")
+        for name, row in paired.items():
+            lo, hi = row["interval"]
+            print(f"| {name} | {row['n']} | {row['difference']:+.3f} | [{lo:+.3f}, {hi:+.3f}] | "
+                  f"{row['reversed']:.4f} |")
     noise = _seed_noise(by_recipe, reseeded)
     if noise:
         print("\n| recipe | cells with 2 seeds | seed 0 vs other seed, rho / tau | mean of the 2 seeds vs truth, rho / tau |")
@@ -157,9 +168,41 @@ def report(args: argparse.Namespace) -> dict:
             print(f"| {name} | {row['n']} | {a['spearman']:.3f} / {a['kendall']:.3f} | "
                   f"{m['spearman']:.3f} / {m['kendall']:.3f} |")
     (HERE / "fidelity.json").write_text(json.dumps({"common_cells": len(common), "recipes": rows,
-                                                    "seed_noise": noise}, indent=1) + "\n")
+                                                    "paired_with_" + BASELINE: paired, "seed_noise": noise},
+                                                   indent=1) + "\n")
     _plot(rows, len(common), HERE / "fidelity_vs_cost.png")
     return rows
+
+
+BASELINE = "w8-r16-b120x3"   # RECIPES["cpu"]
+BOOTSTRAP = 5000
+
+
+def _paired_with(by_recipe: dict[str, dict[str, dict]], baseline: str) -> dict:
+    """Per recipe: Spearman of ``baseline`` minus the recipe's on the cells both labelled, with a
+    bootstrap over those cells (the same resampled cells for both): its 95% interval, and the share
+    of resamples where the difference is zero or reversed."""
+    if baseline not in by_recipe:
+        return {}
+    paired = {}
+    for name, cells in by_recipe.items():
+        keys = sorted(set(cells) & set(by_recipe[baseline]))
+        if name == baseline or len(keys) < 5:
+            continue
+        truth, base, other = (np.array([src[c][k] for c in keys]) for src, k in
+                              ((cells, "truth"), (by_recipe[baseline], "clean_acc"), (cells, "clean_acc")))
+        rng = np.random.default_rng(0)
+        diffs = []
+        for _ in range(BOOTSTRAP):
+            i = rng.integers(0, len(keys), len(keys))
+            diffs.append(spearmanr(base[i], truth[i]).statistic - spearmanr(other[i], truth[i]).statistic)
+        diffs = np.array(diffs)
+        diffs = diffs[np.isfinite(diffs)]  # a resample of tied labels has no rank correlation
+        paired[name] = {"n": len(keys), "difference": float(spearmanr(base, truth).statistic
+                                                            - spearmanr(other, truth).statistic),
+                        "interval": [float(q) for q in np.percentile(diffs, [2.5, 97.5])],
+                        "reversed": float((diffs <= 0).mean())}
+    return paired
 
 
 def _seed_noise(by_recipe: dict[str, dict[str, dict]], reseeded: dict[str, dict[str, dict]]) -> dict:

@@ -28,7 +28,8 @@ __all__ = ["SGDOracle", "TableOracle"]
 @dataclass
 class SGDOracle:
     """Labels by training with ``recipe``: from PyTorch's init, or from the GHN's predicted parameters
-    when ``ghn`` is given (a head start the paper measured)."""
+    when ``ghn`` is given (a head start the paper measured, but on NB201 such labels ranked cells far
+    worse than from PyTorch's init: BENCHMARKS.md, "Label fidelity")."""
 
     space: str
     recipe: SGDRecipe

@@ -81,7 +81,7 @@ class SearchConfig:
     final_epochs: int | None = None    # overrides of the recipe: epochs (0: no final training),
     final_batches: int | None = None   # ... batches per epoch (0: the whole training set)
     final_eval_batches: int | None = None  # ... and test batches of 256 scored (0: all 10k)
-    init: str = "random"               # final training from "random" init or the GHN's parameters ("ghn")
+    init: str = "random"               # SGD (labels, final training) from "random" init or the GHN's parameters ("ghn")
     out: str | None = None             # run folder for the report; default runs/<study_name>
     workers: int = 1                   # processes running trials on the study at once
     sampler: str = "auto"              # auto (TPE / NSGA-II), tpe, nsga2, random (a baseline)
@@ -257,7 +257,7 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext | None]:
     if cfg.label_budget is not None:  # a continued study must label the same way
         attrs["label_budget"] = cfg.label_budget
         attrs["oracle"] = ({"table": cfg.label_from, "sha256": file_digest(cfg.label_from)} if cfg.label_from
-                           else {"sgd": cfg.label_recipe, "init": "ghn"})
+                           else {"sgd": cfg.label_recipe, "init": cfg.init})
         attrs["candidates"] = "pool" if cfg.is_pool else cfg.candidates
     if shipped:  # which predictors scored the study: a continued study must use the same file
         path = predictors_path(cfg.ghn)
@@ -404,8 +404,8 @@ def _candidates_pool(cfg: SearchConfig) -> Pool:
 def _oracle(cfg: SearchConfig, ghn):
     if cfg.label_from:
         return TableOracle(read_labelled(cfg.label_from))
-    return SGDOracle(cfg.base_space(), RECIPES[cfg.label_recipe], ghn=ghn, data_dir=cfg.data_dir, device=cfg.device,
-                     seed=cfg.seed)
+    return SGDOracle(cfg.base_space(), RECIPES[cfg.label_recipe], ghn=ghn if cfg.init == "ghn" else None,
+                     data_dir=cfg.data_dir, device=cfg.device, seed=cfg.seed)
 
 
 def _budget_worker(cfg: SearchConfig, study: optuna.Study, index: int, *, progress: bool,
@@ -543,9 +543,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override the recipe's batches per epoch (0: the whole training set)")
     parser.add_argument("--final-eval-batches", type=non_negative_int, default=None,
                         help="override the recipe's test batches of 256 scored per candidate (0: the whole test set)")
+    # random: on NB201, labels from the GHN's parameters ranked cells far worse (BENCHMARKS, "Label fidelity")
     parser.add_argument("--init", choices=["random", "ghn"], default=defaults.init,
-                        help="final training from PyTorch's random init or from the GHN's predicted "
-                             "parameters (default: %(default)s)")
+                        help="SGD (the label budget's labels and the final training) from PyTorch's random init or "
+                             "from the GHN's predicted parameters (default: %(default)s)")
     parser.add_argument("--labels", default=None,
                         help="nas.label JSON lines of this space: score accuracy/robustness/trainability by an SVR on "
                              "GHN embeddings fitted on their clean/noisy/mean training accuracy (saved in the run folder)")

@@ -255,3 +255,25 @@ def test_benchmark_proxy_values_resume_at_the_next_net(tmp_path, pool_csv, ghn_c
     subset = write_csv(tmp_path / "subset.csv", archs[::-1][:6], [80.0 + i for i in range(6)])
     assert prepare(str(subset), None, **kwargs).scores["params"].tolist() == pytest.approx(expected[::-1][:6])
     assert calls == []
+
+
+def test_sgd_labels_start_from_pytorch_init_unless_asked(tmp_path, pool_csv, ghn_ckpt, cifar_dir, monkeypatch):
+    """The label budget's SGD oracle trains from PyTorch's init by default (GHN-initialised labels ranked
+    NB201 cells worse); ``--init ghn`` hands it the GHN. The study records which."""
+    made = []
+
+    class RecordingOracle(SGDOracle):
+        def label(self, arch):
+            made.append(self.ghn)
+            return {"clean_acc": 50.0, "cost_s": 0.0}
+
+    monkeypatch.setattr("nas.search.SGDOracle", RecordingOracle)
+    for init in ("random", "ghn"):
+        storage = f"sqlite:///{tmp_path / f'{init}.db'}"
+        argv = ["--space", f"pool:{pool_csv}", "--objective", "accuracy", "--label-budget", "2", "--ghn", ghn_ckpt,
+                "--data-dir", str(cifar_dir), "--storage", storage, "--study-name", "s", "--out", str(tmp_path / init),
+                "--top-k", "0", *(["--init", "ghn"] if init == "ghn" else [])]
+        made.clear()
+        assert search_main(argv) == 0
+        assert len(made) == 2 and all((ghn is None) == (init == "random") for ghn in made)
+        assert optuna.load_study(study_name="s", storage=storage).user_attrs["oracle"]["init"] == init
