@@ -136,6 +136,7 @@ def export(run_ckpt: str | Path, out_dir: str | Path, *, test_nets: int = 50, ba
         ghn_params=ghn.num_params(), weights_sha=state_hash(ghn.state_dict()),
         training={"steps": train.get("total_steps"), "steps_this_run": train.get("step"),
                   "config": train.get("config"), "wall_time_s": round(train.get("wall_time_s", 0.0)),
+                  "cpu_time_s": round(train.get("cpu_time_s", 0.0)),
                   "device": train.get("device"), "train_nets": train.get("train_nets"),
                   "host": f"{platform.machine()}, {torch.get_num_threads()} threads", "metrics": payload.get("metrics")},
         evaluation=evaluation, published=dict(PUBLISHED.get(dataset, {})), yardstick=yardstick_report,
@@ -159,6 +160,9 @@ def card_markdown(card: ModelCard) -> str:
     t, e, p = card.training, card.evaluation, card.published
     cfg = t.get("config") or {}
     hours = (t.get("wall_time_s") or 0) / 3600
+    # CPU time counts the training process's threads; on a shared machine wall time grows with the load
+    cpu = f"{t['cpu_time_s'] / 3600:.1f} CPU-hours of the training process, " if t.get("cpu_time_s") else ""
+    origin = f"starting from `{cfg['init']}`" if cfg.get("init") else "from scratch"
     test, rand = e["deepnets_test"], e["deepnets_test_random_init"]
     info = get_dataset_info(card.dataset)
     held_out = info.val_per_class * info.num_classes
@@ -176,11 +180,11 @@ GHN-2 ({card.variant}, {card.ghn_params:,} parameters, decoder block {card.max_s
 
 - Data: DeepNets-1M train split ({t.get('train_nets')} generated nets), {card.dataset} training images
   ({held_out:,} held out for validation).
-- Recipe: `python -m ghn_core.train --preset {_preset(cfg)}`:
+- Recipe: `{train_command(cfg)}`:
   Adam lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, meta-batch {cfg.get('meta_batch')} nets,
   {cfg.get('batch_size')} images per step, widths drawn by the paper's rule times {cfg.get('width_scale')},
   at most {cfg.get('max_nodes')} graph nodes per meta-batch, gradient clip {cfg.get('grad_clip')}, seed {cfg.get('seed')}.
-- Budget: {t.get('steps')} steps in total, {hours:.1f} h of training wall time on {t.get('device')}.
+- Budget: {t.get('steps')} steps in total {origin}, {cpu}{hours:.1f} h of training wall time on {t.get('device')}.
   The paper trains for about 210,000 steps (300 epochs) on a GPU.
 
 ## What it measures
@@ -245,17 +249,33 @@ def _mean_pm(r: dict) -> str:
     return f"{r['mean']:.2f} +- {r['stderr']:.2f} %" if r["stderr"] is not None else f"{r['mean']:.2f} % (one net)"
 
 
-def _preset(cfg: dict) -> str:
-    """The most specific preset whose values the training config holds ("paper" holds none of its own)."""
-    from .train import PRESETS
+#: Training fields that say where a run was, how long each invocation ran and how it logged, not
+#: what it learned: left out of the card's training command.
+_RUN_FIELDS = {"data_dir", "deepnets_dir", "out", "init", "device", "max_steps", "max_minutes", "max_cpu_minutes",
+               "log_every", "ckpt_every", "ckpt_every_minutes", "max_failures"}
+
+
+def train_command(cfg: dict) -> str:
+    """The ``ghn_core.train`` command that trains with ``cfg``: the preset it differs least from, then
+    its other learning-relevant values as options."""
+    from .train import PRESETS, TrainConfig
 
     def same(a, b) -> bool:
         return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
 
-    for name, values in sorted(PRESETS.items(), key=lambda kv: -len(kv[1])):
-        if all(k in cfg and same(cfg[k], v) for k, v in values.items()):
-            return name
-    return "paper"
+    def option(key: str, value: Any) -> str:
+        shown = " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else value
+        return f" --{key.replace('_', '-')} {shown}"
+
+    defaults = {f.name: f.default for f in TrainConfig.fields().values()}
+    best = None
+    for name, values in PRESETS.items():  # "paper" first: a tie names the paper's recipe
+        base = {**defaults, **values}
+        diff = {k: v for k, v in cfg.items() if k in base and k not in _RUN_FIELDS and not same(v, base[k])}
+        if best is None or len(diff) < len(best[1]):
+            best = (name, diff)
+    name, diff = best
+    return f"python -m ghn_core.train --preset {name}" + "".join(option(k, v) for k, v in diff.items())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -133,6 +133,11 @@ def test_a_card_scored_on_one_net_and_the_preset_it_names(tmp_path, fake_evaluat
     export_mod.export(ckpt, tmp_path / "out", test_nets=1)
     text = (tmp_path / "out" / "MODEL_CARD.md").read_text()
     assert "| DeepNets-1M test, first 1 nets | 1.00 % (one net) | 2.00 % (one net) |" in text  # no standard error
-    assert "--preset paper`" in text  # the run's config holds no preset's values: the paper's recipe
-    assert export_mod._preset({"batch_size": 32, "width_scale": 0.5, "max_nodes": 1600, "epochs": 10,
-                               "milestones": [7, 9], "eval_nets": 10, "eval_batches": 2, "lr": 1e-3}) == "cpu-small"
+    assert "--preset paper" in text  # the run's config holds no preset's values: the paper's recipe
+    cpu_small = {"batch_size": 32, "width_scale": 0.5, "max_nodes": 1600, "epochs": 10, "milestones": [7, 9],
+                 "eval_nets": 10, "eval_batches": 2, "lr": 1e-3}
+    assert export_mod.train_command(cpu_small) == "python -m ghn_core.train --preset cpu-small"
+    # what differs from the nearest preset is spelled out; where and how long each run went is not
+    run = {**cpu_small, "eval_nets": 0, "train_nets": 100000, "milestones": [5, 8], "out": "runs/x", "max_cpu_minutes": 20}
+    assert (export_mod.train_command(run)
+            == "python -m ghn_core.train --preset cpu-small --milestones 5 8 --eval-nets 0 --train-nets 100000")

@@ -21,7 +21,10 @@ def test_shipped_checkpoint_matches_its_model_card():
     assert state_hash(ghn.state_dict()) == card["weights_sha"]
     assert ghn.num_params() == card["ghn_params"] and ghn.config.variant == card["variant"]
     assert card["training"]["steps"] > 0 and "deepnets_test" in card["evaluation"]
-    assert (path.parent / "MODEL_CARD.md").read_text().count(card["weights_sha"]) == 1
+    text = (path.parent / "MODEL_CARD.md").read_text()
+    assert text.count(card["weights_sha"]) == 1
+    if card["training"].get("cpu_time_s"):  # cards since CPU-time budgets say how much CPU time it took
+        assert f"{card['training']['cpu_time_s'] / 3600:.1f} CPU-hours" in text
 
 
 def test_shipped_ghn_predicts_runnable_parameters():
