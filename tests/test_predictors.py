@@ -155,7 +155,8 @@ def test_deepnets_predictors_read_the_embedding_and_graph_features(tmp_path):
                            share=share)
         for arch, expected in zip(archs, loaded.predict(X)):
             ctx.new_trial()
-            assert compute("predicted_noisy_acc", build_architecture("deepnets", arch), ctx) == pytest.approx(expected)
+            # float32 embeddings of a batch of 3 and of one net differ in the last bits
+            assert compute("predicted_noisy_acc", build_architecture("deepnets", arch), ctx) == pytest.approx(expected, rel=1e-5)
     # A bundle from before feature kinds (no "features" in its entries) reads the embedding.
     record = joblib.load(path)
     del record["predictors"][0]["features"]
