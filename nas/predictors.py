@@ -57,8 +57,8 @@ from ghn_core.utils import lookup, user_errors
 
 from .label import LabelledSet
 
-__all__ = ["PREDICTORS", "FEATURE_KINDS", "SPACE_DEFAULTS", "space_default", "make_predictor", "fit_predictor", "rank_correlations",
-           "embedding_features", "graph_matrix", "join_features", "PropertyPredictor", "PredictorError",
+__all__ = ["PREDICTORS", "FEATURE_KINDS", "SPACE_DEFAULTS", "space_default", "make_predictor", "fit_predictor",
+           "rank_correlations", "embedding_features", "graph_matrix", "join_features", "PropertyPredictor", "PredictorError",
            "predictors_path", "architecture_graph", "labelled_features", "distinct_rows", "file_digest", "fit_property",
            "save_predictors", "shipped_properties", "load_predictors", "score_predictors", "main"]
 
@@ -164,6 +164,9 @@ def graph_matrix(ghn: GHN2, graphs: Sequence[Graph], models: Sequence[nn.Module]
 # -- predictors shipped with a GHN ---------------------------------------------------------------------
 
 DEFAULT_PREDICTOR = "svr-rank"
+CV_FOLDS = 5
+MIN_CV_FIT = -(-MIN_FIT * CV_FOLDS // (CV_FOLDS - 1))  # 13: each training fold keeps MIN_FIT nets
+
 #: The regressor and feature kind ``fit`` and ``nas.search --labels`` use on each space: the best out of
 #: fold in its scorecard (BENCHMARKS.md). On NB201 svr-rank on the embedding (Kendall 0.75 against 0.64
 #: for ridge on embedding+graph, 200 cells); on our DeepNets-1M labels ridge on embedding+graph (0.25,
@@ -175,8 +178,6 @@ SPACE_DEFAULTS: dict[str, tuple[str, str]] = {"nb201": ("svr-rank", "embedding")
 def space_default(space: str) -> tuple[str, str]:
     """The (regressor, feature kind) a predictor of ``space`` gets unless told otherwise."""
     return SPACE_DEFAULTS.get(space, (DEFAULT_PREDICTOR, "embedding"))
-CV_FOLDS = 5
-MIN_CV_FIT = -(-MIN_FIT * CV_FOLDS // (CV_FOLDS - 1))  # 13: each training fold keeps MIN_FIT nets
 
 
 def architecture_key(space: str, arch: str) -> str:
