@@ -4,7 +4,8 @@ Runs search strategies against a labelled pool (an NB201 CSV or a ``nas.label`` 
 and looks up the true label of each strategy's final pick:
 
     random@K          random search that spends K labels and keeps the best, computed exactly
-    <proxy>@N         no labels: the best of N random pool nets by a proxy (NASWOT's protocol, N = 100)
+    <proxy>@N         no labels: the best of N random pool nets by a proxy (NASWOT's protocol, N = 100;
+                      ``--sample N``: a smaller N gives each seed of a small pool its own draw)
     predictor@N       the same with the property predictor shipped beside the GHN
     budget@K          nas.search --label-budget K, run unchanged against the table (nas.budget)
 
@@ -113,8 +114,10 @@ def _budget_pick(inputs: BenchmarkInputs, k: int, seed: int) -> int:
 
 
 def run_benchmark(inputs: BenchmarkInputs, seeds: int, *, budgets: Sequence[int] = BUDGET_KS,
-                  random_ks: Sequence[int] = RANDOM_KS, progress: bool = True) -> dict[str, dict]:
-    """Every strategy over ``seeds`` seeds (random search exactly): ``{strategy: pick_stats(...)}``."""
+                  random_ks: Sequence[int] = RANDOM_KS, sample: int = PROXY_SAMPLE,
+                  progress: bool = True) -> dict[str, dict]:
+    """Every strategy over ``seeds`` seeds (random search exactly): ``{strategy: pick_stats(...)}``.
+    Zero-label strategies pick among ``sample`` random pool nets per seed (all of a smaller pool)."""
     y, n = inputs.y, len(inputs.y)
     results: dict[str, dict] = {}
     for k in random_ks:
@@ -122,7 +125,7 @@ def run_benchmark(inputs: BenchmarkInputs, seeds: int, *, budgets: Sequence[int]
             mean, sd, pct = random_search_curve(y, k)
             results[f"random@{k}"] = {"mean": mean, "std": sd, "regret": float(y.max() - mean), "percentile": pct,
                                       "labels_spent": k, "seeds": "exact"}
-    sample = min(PROXY_SAMPLE, n)
+    sample = min(sample, n)
     for name, score in inputs.scores.items():
         picks = [_pick_by_score(score, seed, sample) for seed in range(seeds)]
         results[f"{name}@{sample}"] = pick_stats(y, picks, inputs.seen.get(name, 0))
@@ -245,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=positive_int, default=20, help="seeds per strategy (default: %(default)s)")
     parser.add_argument("--budgets", type=positive_int, nargs="*", default=list(BUDGET_KS),
                         help="label budgets of the label-budget search (default: %(default)s)")
+    parser.add_argument("--sample", type=positive_int, default=PROXY_SAMPLE,
+                        help="zero-label strategies pick the best of this many random pool nets per seed "
+                             "(default: %(default)s, NASWOT's protocol)")
     parser.add_argument("--proxies", nargs="*", default=None,
                         help=f"zero-label proxies (default: {' '.join(ZERO_COST)} and the objective's raw GHN proxy)")
     parser.add_argument("--n-images", type=positive_int, default=512,
@@ -264,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lookup(PROXIES, name, "proxy")
         inputs = prepare(args.pool, args.objective, ghn_path=args.ghn, n_images=args.n_images, data_dir=args.data_dir,
                          proxies=args.proxies, progress=not args.json)
-        results = run_benchmark(inputs, args.seeds, budgets=args.budgets, progress=not args.json)
+        results = run_benchmark(inputs, args.seeds, budgets=args.budgets, sample=args.sample, progress=not args.json)
         y = inputs.y
         pool = {"size": len(y), "best": float(y.max()), "median": float(np.median(y)), "property": inputs.property,
                 "source": args.pool}

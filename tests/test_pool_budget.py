@@ -206,6 +206,10 @@ def test_benchmark_reports_exact_figures(tmp_path, pool_csv, ghn_ckpt, cifar_dir
     assert budget["labels_spent"] == 6 and budget["seeds"] == 2 and 86.0 <= budget["mean"] <= 91.0
     assert budget["percentile"] == pytest.approx(100.0 * (y <= budget["mean"]).mean(), abs=100 / 12)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["benchmark.json", "benchmark.md", "benchmark.png"]
+    # --sample 3: each seed picks the best of its own 3 random nets (values come from the proxy store).
+    assert benchmark_main([*argv[:argv.index("--out")], "--sample", "3", "--seeds", "8", "--budgets"]) == 0
+    sampled = json.loads(capsys.readouterr().out)["params@3"]
+    assert sampled["seeds"] == 8 and sampled["distinct_picks"] > 1
 
 
 def test_two_workers_share_one_budget_without_labelling_a_net_twice(tmp_path, pool_csv, ghn_ckpt):
