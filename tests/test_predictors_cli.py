@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_cli_errors import assert_user_error, run_cli, snapshot
+from test_cli_errors import assert_usage_error, assert_user_error, run_cli, snapshot
 
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|"
 RECORD = {"arch": CELL, "space": "nb201", "clean_acc": 50.0, "noisy_acc": 40.0, "recipe": {"epochs": 1}}
@@ -41,3 +41,13 @@ def _shipped_predictors() -> Path:
 
     return predictors_path()
 
+
+
+def test_unknown_feature_kind_and_empty_sample_are_refused(tmp_path):
+    """Options added with feature kinds and pool samples: argparse's usage and one error line, exit 2,
+    nothing written."""
+    proc = run_cli("nas.predictors", "fit", "--labels", "x.csv", "--features", "pixels", "--out", "p.joblib", cwd=tmp_path)
+    assert_usage_error(proc, "argument --features: invalid choice: 'pixels'")
+    proc = run_cli("nas.benchmark", "--pool", "x.csv", "--sample", "0", "--out", "out", cwd=tmp_path)
+    assert_usage_error(proc, "argument --sample: expected a positive integer, got 0")
+    assert list(tmp_path.iterdir()) == []
