@@ -137,12 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample = np.sort(np.random.default_rng(args.seed).permutation(rows)[: args.n])
         archs = [labelled.archs[i] for i in sample]
         ghn = load_ghn(args.ghn)
-        embedding, has_graph = labelled_features(ghn, labelled.space, archs)
+        # One pass builds every feature kind the predictors read: the embedding is the first columns of
+        # embedding+graph (nas.predictors.join_features).
+        kinds = {PREDICTORS[name][1] for name in args.predictors}
+        kind = "embedding+graph" if "embedding+graph" in kinds else "embedding"
+        full, has_graph = labelled_features(ghn, labelled.space, archs, kind)
         # A net with no path from input to output computes a constant (chance accuracy): it has no graph,
         # so the GHN cannot take it; such architectures are left out for every proxy and predictor alike.
         log.info("%d of %d sampled distinct architectures have a graph; the rest are left out",
                  has_graph.sum(), len(archs))
-        archs, embedding = [a for a, ok in zip(archs, has_graph) if ok], embedding[has_graph]
+        archs, full = [a for a, ok in zip(archs, has_graph) if ok], full[has_graph]
+        features = {"embedding": full[:, :ghn.config.hid], kind: full}
         labels = labelled.properties[target][sample[has_graph]]
         if len(archs) < 2:
             raise ValueError(f"{args.labels}: expected at least 2 sampled architectures with a graph and a finite "
@@ -156,11 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fold is None:
             log.info("%d nets are too few for %d-fold cross-validation: no predictors", len(archs), CV_FOLDS)
         else:
-            features = {"embedding": embedding}
             for name in args.predictors:
                 predictor, kind = PREDICTORS[name]
-                if kind not in features:  # "embedding+graph": builds and traces each net once more
-                    features[kind] = labelled_features(ghn, labelled.space, archs, kind)[0]
                 values[name] = out_of_fold(predictor, features[kind], labels, fold, seed=args.seed)
                 table[name] = score(values[name], labels, fold, "predictor")
         lines = _markdown(table, labelled, target, args, n_distinct=len(rows), n=len(archs), cv=fold is not None)

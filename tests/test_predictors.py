@@ -149,6 +149,8 @@ def test_deepnets_predictors_read_the_embedding_and_graph_features(tmp_path):
     archs = labelled.archs[:3]
     X, ok = labelled_features(ghn, "deepnets", archs, "embedding+graph")
     assert ok.all() and X.shape == (3, ghn.config.hid + len(FEATURE_NAMES))
+    # The scorecard reads the embedding off the front of embedding+graph rather than embedding twice.
+    np.testing.assert_allclose(X[:, :ghn.config.hid], labelled_features(ghn, "deepnets", archs)[0], rtol=1e-6)
     empty = torch.zeros(0)
     for share in (True, False):
         ctx = ProxyContext(ghn, empty, empty, empty, torch.device("cpu"), predictors={"noisy_acc": loaded},
