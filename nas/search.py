@@ -9,9 +9,10 @@ share it. Ctrl-C leaves the study consistent (the interrupted trial is marked FA
 its objective, space, seed and the GHN's weight hash.
 
 With ``--labels FILE`` (records of ``python -m nas.label`` on the same space), the accuracy,
-robustness and trainability objectives are scored by the paper's property predictor instead: an SVR
-from the GHN's graph embedding to the clean or noisy SGD accuracy or the mean training accuracy,
-fitted on those records (``nas.predictors.fit_property``). It is saved in the run
+robustness and trainability objectives are scored by property predictors fitted on those records
+instead of the ones shipped beside the GHN: regressors from the GHN's graph embedding (and, on
+DeepNets-1M, cheap graph features; ``nas.predictors.SPACE_DEFAULTS``) to the clean or noisy SGD
+accuracy or the mean training accuracy (``nas.predictors.fit_property``). They are saved in the run
 folder and recorded on the study (path, and the labels' digest, so a continued study cannot
 silently switch labels).
 
@@ -503,8 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     defaults = SearchConfig()
     parser.add_argument("--objective", nargs="+", default=defaults.objective,
                         help="accuracy, robustness, efficiency, trainability, or a proxy's name (several: "
-                             "multi-objective; on nb201, accuracy is scored by the predictor shipped beside the GHN, "
-                             "ghn_accuracy is the raw GHN proxy) (default: %(default)s)")
+                             "multi-objective). Where property predictors ship beside the GHN they score the objective "
+                             "(deepnets: accuracy, robustness, trainability; nb201: accuracy); a proxy's own name, e.g. "
+                             "ghn_robustness, is the raw GHN proxy (default: %(default)s)")
     parser.add_argument("--space", default=defaults.space,
                         help="deepnets, nb201, or pool:FILE, a fixed list of architectures (a nas.label JSONL, an "
                              "NB201 CSV, or one architecture per line) (default: %(default)s)")
@@ -548,8 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="SGD (the label budget's labels and the final training) from PyTorch's random init or "
                              "from the GHN's predicted parameters (default: %(default)s)")
     parser.add_argument("--labels", default=None,
-                        help="nas.label JSON lines of this space: score accuracy/robustness/trainability by an SVR on "
-                             "GHN embeddings fitted on their clean/noisy/mean training accuracy (saved in the run folder)")
+                        help="nas.label JSON lines of this space: score accuracy/robustness/trainability by predictors "
+                             "on GHN embeddings fitted on their clean/noisy/mean training accuracy (saved in the run folder)")
     parser.add_argument("--label-budget", type=positive_int, default=None, metavar="K",
                         help="spend K labels instead of scoring proxies: each trial labels the architecture a model "
                              "of the labels so far expects best (nas.budget); the final candidates are the labelled "
@@ -558,8 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --label-budget on a pool: look labels up in this labelled file (an NB201 CSV or "
                              "nas.label JSONL) instead of training; for benchmarking searches")
     parser.add_argument("--label-recipe", default=defaults.label_recipe,
-                        help=f"with --label-budget: the SGD recipe of a label, from the GHN's predicted parameters "
-                             f"({', '.join(RECIPES)}) (default: %(default)s)")
+                        help=f"with --label-budget: the SGD recipe of a label ({', '.join(RECIPES)}; "
+                             f"its init: --init) (default: %(default)s)")
     parser.add_argument("--candidates", type=positive_int, default=defaults.candidates,
                         help="with --label-budget on a space (not a pool): seeded random architectures to choose "
                              "among (default: %(default)s)")
