@@ -5,7 +5,7 @@
 # summary; all of them in that order by default. Parts may run in separate processes (e.g. two at a
 # time on two cores); the summary comes last.
 # Each study is the main command on its defaults (the shipped GHN and property predictors, TPE or
-# NSGA-II, seed 0, its top-k trained from random init by the `cpu` label recipe) with its own name,
+# NSGA-II, seed 0, its top-k trained from random init by the `cpu` label recipe) with its own name and
 # storage. The random baseline is no study: nas/data/deepnets_cpu.jsonl holds the labels of a
 # uniform sample of the space (`nas.label --space deepnets --sample N --seed 0`) under the same recipe.
 set -euo pipefail
