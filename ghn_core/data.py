@@ -41,7 +41,7 @@ from .utils import resolve_device, torch_generator
 
 __all__ = [
     "DATASETS", "IMAGE_SPLITS", "DatasetInfo", "get_dataset_info", "ImageSet", "load_split", "val_indices",
-    "resolve_data_dir", "resolve_cache_dir", "augment", "to_float", "add_noise", "normalize", "BatchLoader",
+    "resolve_data_dir", "resolve_cache_dir", "augment", "to_float", "add_noise", "normalize", "resize", "BatchLoader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -439,6 +439,13 @@ def add_noise(x01: Tensor, sigma: float, generator: torch.Generator) -> Tensor:
     """Add N(0, sigma^2) noise to [0, 1] images and clip back to [0, 1] (the robustness proxy)."""
     noise = torch.randn(x01.shape, generator=generator, device=x01.device, dtype=x01.dtype)
     return (x01 + sigma * noise).clamp_(0, 1)
+
+
+def resize(images: Tensor, side: int | None) -> Tensor:
+    """Float images (B, C, H, W) resized to ``side`` x ``side`` (bilinear, antialiased); ``None``: as they are."""
+    if side is None or (side == images.shape[-2] and side == images.shape[-1]):
+        return images
+    return F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
 
 
 def normalize(x01: Tensor, info: DatasetInfo) -> Tensor:

@@ -182,7 +182,7 @@ GHN-2 ({card.variant}, {card.ghn_params:,} parameters, decoder block {card.max_s
   ({held_out:,} held out for validation).
 - Recipe: `{train_command(cfg)}`:
   Adam lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, meta-batch {cfg.get('meta_batch')} nets,
-  {cfg.get('batch_size')} images per step, widths drawn by the paper's rule times {cfg.get('width_scale')},
+  {cfg.get('batch_size')} images per step{f" resized to {cfg['resolution']} px" if cfg.get('resolution') else ''}, widths drawn by the paper's rule times {cfg.get('width_scale')},
   at most {cfg.get('max_nodes')} graph nodes per meta-batch, gradient clip {cfg.get('grad_clip')}, seed {cfg.get('seed')}.
 - Budget: {t.get('steps')} steps in total {origin}, {cpu}{hours:.1f} h of training wall time on {t.get('device')}.
   The paper trains for about 210,000 steps (300 epochs) on a GPU.

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import BatchLoader, get_dataset_info, load_split
+from .data import BatchLoader, get_dataset_info, load_split, resize
 from .deepnets import DeepNets1M, Network, architecture_graph, generate_split, get_split, sample_width
 from .deepnets.store import store_path
 from .errors import CheckpointError, GhnNasError
@@ -72,6 +72,7 @@ class TrainConfig:
     meta_batch: int = 8                 # architectures per step (all ranks together)
     max_nodes: int = 2200               # a meta-batch with more graph nodes is redrawn (per rank: its share)
     width_scale: float = 1.0            # multiply the §1.2 widths (0.5: narrower nets for CPU budgets)
+    resolution: int | None = None       # training images resized to this side (None: as stored; validation never)
     # run
     out: str = "runs/ghn2"
     init: str | None = None             # start from this checkpoint's weights (e.g. the shipped one)
@@ -465,7 +466,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                                      num_classes=len(images.classes), width_scale=cfg.width_scale,
                                      s_max=max(ghn.config.virtual_edges, 1))
             t0 = time.perf_counter()
-            stats = train_step(ghn, meta, x, y, optimizer=optimizer, grad_clip=cfg.grad_clip, amp=cfg.amp,
+            stats = train_step(ghn, meta, resize(x, cfg.resolution), y, optimizer=optimizer, grad_clip=cfg.grad_clip, amp=cfg.amp,
                                world_size=ddp.world_size)
             stats["step_time"] = time.perf_counter() - t0
             stats["nodes"] = meta.num_nodes
@@ -575,8 +576,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
                                 **common)
         elif isinstance(value, tuple):
             parser.add_argument(*flags, type=float, nargs="+", **common)
-        elif name in ("max_steps", "max_minutes", "max_cpu_minutes"):
-            parser.add_argument(*flags, type=int if name == "max_steps" else float, **common)
+        elif name in ("max_steps", "resolution", "max_minutes", "max_cpu_minutes"):  # None by default
+            parser.add_argument(*flags, type=int if name in ("max_steps", "resolution") else float, **common)
         else:
             parser.add_argument(*flags, type=kind, **common)
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ghn_core.data import BatchLoader, add_noise, get_dataset_info, load_split, normalize
+from ghn_core.data import BatchLoader, add_noise, get_dataset_info, load_split, normalize, resize
 from ghn_core.evaluate import accuracy, latency_ms
 from ghn_core.utils import resolve_device, torch_generator
 
@@ -64,12 +64,6 @@ RECIPES: dict[str, SGDRecipe] = {
 }
 
 
-def _resize(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
-    if resolution is None or resolution == x.shape[-1]:
-        return x
-    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-
-
 def _test_accuracy(model: nn.Module, loader: BatchLoader, max_batches: int | None,
                    to_input: Callable[[torch.Tensor], torch.Tensor]) -> float:
     loader.set_epoch(0)
@@ -87,7 +81,7 @@ def _noisy_at(resolution: int, info, device: torch.device) -> Callable[[torch.Te
     generator = torch_generator(1112, device)
 
     def to_input(x: torch.Tensor) -> torch.Tensor:
-        x01 = (_resize(x, resolution) * std + mean).clamp_(0, 1)
+        x01 = (resize(x, resolution) * std + mean).clamp_(0, 1)
         return normalize(add_noise(x01, info.noise_sigma, generator), info)
 
     return to_input
@@ -127,7 +121,7 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
         for b, (x, y) in enumerate(train):
             if b >= steps_per_epoch:
                 break
-            out = model(_resize(x, recipe.resolution))
+            out = model(resize(x, recipe.resolution))
             loss = F.cross_entropy(out, y)
             if not torch.isfinite(loss):
                 raise ValueError(f"the loss became {loss.item()} in epoch {epoch + 1}: lower the learning rate")
@@ -141,8 +135,8 @@ def train_sgd(model: nn.Module, recipe: SGDRecipe, *, dataset: str = "cifar10", 
         curve.append(100.0 * correct / seen)
         if converged is None and curve[-1] >= recipe.converged_at:
             converged = epoch + 1
-    sample = _resize(test_set.images[:64].to(device).float() / 255, recipe.resolution)
-    clean_input = (lambda x: _resize(x, recipe.resolution))
+    sample = resize(test_set.images[:64].to(device).float() / 255, recipe.resolution)
+    clean_input = (lambda x: resize(x, recipe.resolution))
     return {"clean_acc": _test_accuracy(model, test, recipe.eval_batches, clean_input),
             "noisy_acc": _test_accuracy(model, noisy, recipe.eval_batches, noisy_input),
             "inference_ms": latency_ms(model, sample),

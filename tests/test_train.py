@@ -65,9 +65,27 @@ def test_command_line_presets_and_overrides():
     assert cfg.lr == 0.002 and cfg.milestones == (3.0, 5.0) and cfg.amp is False and not debug
     assert cfg.batch_size == PRESETS["cpu-small"]["batch_size"]
     assert parse_args([])[0] == TrainConfig()  # the paper's recipe by default
+    assert parse_args(["--resolution", "16"])[0].resolution == 16
     assert TrainConfig().lr == 1e-3 and TrainConfig().meta_batch == 8 and TrainConfig().batch_size == 64
     with pytest.raises(SystemExit):
         parse_args(["--learning_rate", "0.1"])  # unknown fields are rejected
+
+
+def test_resolution_resizes_the_training_images_only(tiny_store, tmp_path, cifar_dir, monkeypatch):
+    import ghn_core.train as train_module
+
+    seen = []
+    real_step = train_module.train_step
+
+    def recording_step(ghn, meta, images, labels, **kw):
+        seen.append(tuple(images.shape[-2:]))
+        return real_step(ghn, meta, images, labels, **kw)
+
+    monkeypatch.setattr(train_module, "train_step", recording_step)
+    train(_cfg(tiny_store, tmp_path / "r", cifar_dir, max_steps=2, resolution=16), progress=False)
+    assert seen == [(16, 16), (16, 16)]
+    train(_cfg(tiny_store, tmp_path / "s", cifar_dir, max_steps=1), progress=False)
+    assert seen[-1] == (32, 32)
 
 
 @pytest.fixture
