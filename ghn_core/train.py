@@ -86,9 +86,22 @@ class TrainConfig:
     eval_nets: int = 20                 # val-split nets scored at each checkpoint (0: none)
     eval_batches: int = 4
 
+    def __post_init__(self) -> None:
+        # Checked before anything is generated or loaded: a zero here would otherwise surface as a
+        # crash (or a 1M-net split being generated) far into the run.
+        for name in _POSITIVE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"expected {name} > 0, got {value!r} instead")
+
     @classmethod
     def fields(cls) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(cls)}
+
+
+#: Fields that must be above zero when set (None: unbounded or as stored). Time budgets may be 0: one step.
+_POSITIVE_FIELDS = ("train_nets", "epochs", "max_steps", "lr", "batch_size", "meta_batch", "max_nodes", "width_scale",
+                    "resolution")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -466,8 +479,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                                      num_classes=len(images.classes), width_scale=cfg.width_scale,
                                      s_max=max(ghn.config.virtual_edges, 1))
             t0 = time.perf_counter()
-            stats = train_step(ghn, meta, resize(x, cfg.resolution), y, optimizer=optimizer, grad_clip=cfg.grad_clip, amp=cfg.amp,
-                               world_size=ddp.world_size)
+            stats = train_step(ghn, meta, resize(x, cfg.resolution), y, optimizer=optimizer,
+                               grad_clip=cfg.grad_clip, amp=cfg.amp, world_size=ddp.world_size)
             stats["step_time"] = time.perf_counter() - t0
             stats["nodes"] = meta.num_nodes
             if stats["skipped"]:  # all ranks agree (train_step averages over them)
@@ -584,7 +597,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
     values = {**PRESETS[args.preset]}
     values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items()
                    if k in TrainConfig.fields() and v is not None})
-    return TrainConfig(**values), args.debug
+    try:
+        return TrainConfig(**values), args.debug
+    except ValueError as err:
+        parser.error(str(err))  # usage and one line, exit 2, before anything is written
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -205,6 +205,14 @@ def test_help_texts_show_defaults_and_train_takes_hyphens(tmp_path, capsys):
     assert "(paper default: 64)" in help_text
 
 
+@pytest.mark.parametrize("args, needle", [(["--resolution", "0"], "expected resolution > 0, got 0 instead"),
+                                          (["--batch-size", "0"], "expected batch_size > 0, got 0 instead"),
+                                          (["--width-scale", "-1"], "expected width_scale > 0, got -1.0 instead")])
+def test_train_refuses_counts_and_sizes_below_one_before_writing(tmp_path, args, needle):
+    assert_usage_error(run_cli("ghn_core.train", *args, "--out", "run", "--deepnets-dir", "nets", cwd=tmp_path), needle)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_evaluate_says_where_it_generates_a_missing_split(tmp_path, monkeypatch, caplog):
     """The split is not really generated (500 nets): the generator is stubbed to stop right there."""
     import logging

@@ -71,7 +71,7 @@ def test_command_line_presets_and_overrides():
         parse_args(["--learning_rate", "0.1"])  # unknown fields are rejected
 
 
-def test_resolution_resizes_the_training_images_only(tiny_store, tmp_path, cifar_dir, monkeypatch):
+def test_resolution_resizes_the_training_images(tiny_store, tmp_path, cifar_dir, monkeypatch):
     import ghn_core.train as train_module
 
     seen = []
