@@ -9,6 +9,8 @@ all recipes of a cell before the next cell, so every recipe is always scored on 
     python benchmarks/label_fidelity.py run --recipes A B --first 24 # the costlier recipes on fewer cells
     python benchmarks/label_fidelity.py run --train-seed 1 ...      # a second label per cell: the label's own noise
     python benchmarks/label_fidelity.py report                       # table, JSON and plot
+    python benchmarks/label_fidelity.py run --truth cifar10_noisy_acc_200ep --out benchmarks/label_fidelity/noisy_labels.jsonl
+                                      # noisy labels against 200-epoch noisy accuracy, cells spread over its range
 
 ``report`` prints, per recipe, Spearman rho and Kendall tau of the label against the 200-epoch
 CIFAR-10 test accuracy over the cells every recipe has labelled, and the median CPU-seconds per label
@@ -61,14 +63,19 @@ CANDIDATES["w8-r16-b120x3-ghn"] = CANDIDATES["w8-r16-b120x3"]
 GHN_INIT = {"w8-r16-b120x3-ghn"}
 
 
-def unique_cells(csv: Path) -> list[tuple[str, float]]:
-    """(string, its 200-epoch CIFAR-10 accuracy) for the first string of each cell of the CSV
-    (cells by :func:`ghn_core.nb201.cell_key`), sorted by accuracy."""
-    from ghn_core.nb201 import cell_key, load_labelled
+#: The label of a recipe that is judged against each truth column of the CSV.
+LABEL_OF = {"cifar10_test_acc_200ep": "clean_acc", "cifar10_noisy_acc_200ep": "noisy_acc"}
 
+
+def unique_cells(csv: Path, truth: str = "cifar10_test_acc_200ep") -> list[tuple[str, float]]:
+    """(string, its value in the column ``truth``) for the first string of each cell of the CSV
+    (cells by :func:`ghn_core.nb201.cell_key`), sorted by that value."""
+    from ghn_core.nb201 import cell_key, read_table
+
+    table = read_table(csv)
     cells: dict[str, tuple[str, float]] = {}
-    for row in load_labelled(csv):
-        cells.setdefault(cell_key(row.arch), (row.arch, row.cifar10))
+    for arch, value in zip(table.archs, table[truth]):
+        cells.setdefault(cell_key(arch), (arch, float(value)))
     return sorted(cells.values(), key=lambda c: c[1])
 
 
@@ -84,7 +91,7 @@ def stratified_sample(cells: list[tuple[str, float]], n: int, seed: int) -> list
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     recipes = {name: CANDIDATES[name] for name in (args.recipes or CANDIDATES)}
-    sample = stratified_sample(unique_cells(args.csv), args.cells, args.seed)[: args.first]
+    sample = stratified_sample(unique_cells(args.csv, args.truth), args.cells, args.seed)[: args.first]
     shard, n_shards = map(int, args.shard.split("/"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["cell"], r["recipe"], r["seed"]) for r in _read(args.out)}
@@ -100,13 +107,13 @@ def run(args: argparse.Namespace) -> None:
             if name in GHN_INIT:
                 init_from_ghn(model, _shipped_ghn())
             labels = train_sgd(model, recipe, data_dir=args.data_dir, device="cpu", seed=args.train_seed)
-            record = {"cell": cell, "truth": truth, "recipe": name, "clean_acc": labels["clean_acc"],
+            record = {"cell": cell, "truth": truth, "truth_column": args.truth, "recipe": name, "clean_acc": labels["clean_acc"],
                       "noisy_acc": labels["noisy_acc"], "cpu_s": round(time.process_time() - cpu, 2),
                       "wall_s": round(time.perf_counter() - wall, 2), "threads": args.threads, "seed": args.train_seed,
                       "init": "ghn" if name in GHN_INIT else "random", "recipe_fields": dataclasses.asdict(recipe)}
             with args.out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
-            print(f"[{i + 1}/{len(sample)}] {name}: {labels['clean_acc']:.2f}% (truth {truth:.2f}%), "
+            print(f"[{i + 1}/{len(sample)}] {name}: {labels[LABEL_OF[args.truth]]:.2f}% (truth {truth:.2f}%), "
                   f"{record['cpu_s']:.0f} CPU-s", flush=True)
 
 
@@ -130,11 +137,15 @@ def report(args: argparse.Namespace) -> dict:
         (by_recipe if r["seed"] == 0 else reseeded)[r["recipe"]][r["cell"]] = r
     if not by_recipe:
         raise SystemExit(f"no labels in {args.out}; run `python {Path(__file__).name} run` first")
+    columns = {r.get("truth_column", "cifar10_test_acc_200ep") for cells in by_recipe.values() for r in cells.values()}
+    if len(columns) != 1:
+        raise SystemExit(f"{args.out} mixes truths {sorted(columns)}: one file per truth column")
+    label = LABEL_OF[columns.pop()]
     common = sorted(set.intersection(*(set(cells) for cells in by_recipe.values())))
 
     def score(cells: dict[str, dict], keys: list[str]) -> dict:
-        label, truth = (np.array([cells[c][k] for c in keys]) for k in ("clean_acc", "truth"))
-        return {**rank_correlations(label, truth), "n": len(keys)}
+        values, truth = (np.array([cells[c][k] for c in keys]) for k in (label, "truth"))
+        return {**rank_correlations(values, truth), "n": len(keys)}
 
     rows = {}
     for name, cells in by_recipe.items():
@@ -149,7 +160,7 @@ def report(args: argparse.Namespace) -> dict:
         c, a = row["common"], row["all"]
         print(f"| {name} | {c['spearman']:.3f} / {c['kendall']:.3f} | {a['spearman']:.3f} / {a['kendall']:.3f} "
               f"({a['n']}) | {row['cpu_s_median']:.0f} |")
-    paired = _paired_with(by_recipe, BASELINE)
+    paired = _paired_with(by_recipe, BASELINE, label)
     if paired:
         print(f"\nSpearman of {BASELINE} minus each recipe's, on the cells both labelled: a paired bootstrap "
               f"over those cells ({BOOTSTRAP} resamples, seed 0)\n")
@@ -159,7 +170,7 @@ def report(args: argparse.Namespace) -> dict:
             lo, hi = row["interval"]
             print(f"| {name} | {row['n']} | {row['difference']:+.3f} | [{lo:+.3f}, {hi:+.3f}] | "
                   f"{row['reversed']:.4f} |")
-    noise = _seed_noise(by_recipe, reseeded)
+    noise = _seed_noise(by_recipe, reseeded, label)
     if noise:
         print("\n| recipe | cells with 2 seeds | seed 0 vs other seed, rho / tau | mean of the 2 seeds vs truth, rho / tau |")
         print("|---|---|---|---|")
@@ -167,10 +178,12 @@ def report(args: argparse.Namespace) -> dict:
             a, m = row["agreement"], row["mean_fidelity"]
             print(f"| {name} | {row['n']} | {a['spearman']:.3f} / {a['kendall']:.3f} | "
                   f"{m['spearman']:.3f} / {m['kendall']:.3f} |")
-    (HERE / "fidelity.json").write_text(json.dumps({"common_cells": len(common), "recipes": rows,
+    stem = args.out.stem.replace("labels", "fidelity")  # labels.jsonl -> fidelity.json, noisy_labels -> noisy_fidelity
+    (args.out.parent / f"{stem}.json").write_text(json.dumps({"common_cells": len(common), "label": label,
+                                                             "recipes": rows,
                                                     "paired_with_" + BASELINE: paired, "seed_noise": noise},
                                                    indent=1) + "\n")
-    _plot(rows, len(common), HERE / "fidelity_vs_cost.png")
+    _plot(rows, len(common), args.out.parent / f"{stem}_vs_cost.png", label)
     return rows
 
 
@@ -178,7 +191,7 @@ BASELINE = "w8-r16-b120x3"   # RECIPES["cpu"]
 BOOTSTRAP = 5000
 
 
-def _paired_with(by_recipe: dict[str, dict[str, dict]], baseline: str) -> dict:
+def _paired_with(by_recipe: dict[str, dict[str, dict]], baseline: str, label: str) -> dict:
     """Per recipe: Spearman of ``baseline`` minus the recipe's on the cells both labelled, with a
     bootstrap over those cells (the same resampled cells for both): its 95% interval, and the share
     of resamples where the difference is zero or reversed."""
@@ -190,7 +203,7 @@ def _paired_with(by_recipe: dict[str, dict[str, dict]], baseline: str) -> dict:
         if name == baseline or len(keys) < 5:
             continue
         truth, base, other = (np.array([src[c][k] for c in keys]) for src, k in
-                              ((cells, "truth"), (by_recipe[baseline], "clean_acc"), (cells, "clean_acc")))
+                              ((cells, "truth"), (by_recipe[baseline], label), (cells, label)))
         rng = np.random.default_rng(0)
         diffs = []
         for _ in range(BOOTSTRAP):
@@ -205,7 +218,7 @@ def _paired_with(by_recipe: dict[str, dict[str, dict]], baseline: str) -> dict:
     return paired
 
 
-def _seed_noise(by_recipe: dict[str, dict[str, dict]], reseeded: dict[str, dict[str, dict]]) -> dict:
+def _seed_noise(by_recipe: dict[str, dict[str, dict]], reseeded: dict[str, dict[str, dict]], label: str) -> dict:
     """Per recipe with labels of a second training seed, on the cells that have both: how the two
     seeds' labels agree, and how their mean ranks against the truth."""
     noise = {}
@@ -213,14 +226,14 @@ def _seed_noise(by_recipe: dict[str, dict[str, dict]], reseeded: dict[str, dict[
         cells = sorted(set(other) & set(by_recipe.get(name, {})))
         if len(cells) < 3:
             continue
-        first, second = (np.array([labels[c]["clean_acc"] for c in cells]) for labels in (by_recipe[name], other))
+        first, second = (np.array([labels[c][label] for c in cells]) for labels in (by_recipe[name], other))
         truth = np.array([other[c]["truth"] for c in cells])
         noise[name] = {"n": len(cells), "agreement": rank_correlations(first, second),
                        "mean_fidelity": rank_correlations((first + second) / 2, truth)}
     return noise
 
 
-def _plot(rows: dict, n_common: int, path: Path) -> None:
+def _plot(rows: dict, n_common: int, path: Path, label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,9 +242,10 @@ def _plot(rows: dict, n_common: int, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, row in rows.items():
         ax.scatter(row["cpu_s_median"], row["common"]["spearman"], label=name)
-    ax.axhline(0.61, color="grey", ls="--", label="EcoNAS reduced training (rho 0.61)")
+    if label == "clean_acc":
+        ax.axhline(0.61, color="grey", ls="--", label="EcoNAS reduced training (rho 0.61)")
     ax.set_xlabel("CPU-seconds per label (median, 1 thread)")
-    ax.set_ylabel("Spearman rho vs 200-epoch accuracy")
+    ax.set_ylabel(f"Spearman rho of {label} vs 200-epoch {'noisy ' if label == 'noisy_acc' else ''}accuracy")
     ax.set_title(f"NB201 label fidelity vs cost ({n_common} cells labelled by every recipe)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -244,7 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="labelled NB201 CSV")
     parser.add_argument("--out", type=Path, default=HERE / "labels.jsonl", help="JSON lines, appended and resumed")
-    parser.add_argument("--cells", type=int, default=60, help="cells sampled, one per accuracy bin")
+    parser.add_argument("--cells", type=int, default=60, help="cells sampled, one per bin of the truth column")
+    parser.add_argument("--truth", default="cifar10_test_acc_200ep", choices=list(LABEL_OF),
+                        help="the CSV column the labels are judged by (and the cells spread over); clean_acc labels "
+                             "are judged by 200-epoch accuracy, noisy_acc ones by 200-epoch noisy accuracy")
     parser.add_argument("--recipes", nargs="*", choices=list(CANDIDATES), help="default: all candidates")
     parser.add_argument("--first", type=int, default=None, help="label only the first N cells of the sample")
     parser.add_argument("--shard", default="0/1", help="i/n: this process labels cells i, i+n, ...")

@@ -40,3 +40,10 @@ class CheckpointError(GhnNasError, ValueError):
 
 class ClassesWarning(UserWarning):
     """A model whose number of classes differs from the GHN's: its predicted classifier means nothing."""
+
+
+class ColumnError(GhnNasError, KeyError):
+    """A labelled table has no column (property) of that name. A ``KeyError``, so tables stay mappings."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

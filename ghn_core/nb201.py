@@ -12,16 +12,24 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
 
 import torch
 from torch import nn
 
 from .deepnets.ops import ReLUConvBN
-from .errors import ArchitectureError
+from .errors import ArchitectureError, ColumnError
 
-__all__ = ["NB201_OPS", "NB201Cell", "NB201Network", "parse_arch", "format_arch", "cell_key", "load_labelled"]
+__all__ = ["NB201_OPS", "NB201Cell", "NB201Network", "parse_arch", "format_arch", "cell_key", "load_labelled",
+           "read_table", "LabelledTable", "ACCURACY_COLUMNS", "NOISY_COLUMN"]
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+#: The CSV's 200-epoch test accuracies, and CIFAR-10 accuracy of those weights under the GHN-2 paper's
+#: Gaussian noise (sigma 0.08; ``../shared/data/nb201/README.md``).
+ACCURACY_COLUMNS = ("cifar10_test_acc_200ep", "cifar100_test_acc_200ep", "imagenet16_120_test_acc_200ep")
+NOISY_COLUMN = "cifar10_noisy_acc_200ep"
 Edges = tuple[tuple[str, ...], ...]  # edges[j - 1][i] = op from node i to node j
 
 
@@ -123,21 +131,68 @@ class LabelledArch:
     imagenet16_120: float
 
 
-def load_labelled(path: str | Path) -> list[LabelledArch]:
-    """Rows of a labelled NB201 CSV (``arch,cifar10_test_acc_200ep,cifar100_...,imagenet16_120_...``)."""
+class LabelledTable(Mapping[str, np.ndarray]):
+    """A labelled NB201 CSV: its ``arch`` strings, and every other column as a property by name.
+
+    ``table[name]`` is that column as floats (one per string, in file order); it is parsed when first
+    asked for, so a column with an empty or non-numeric cell only fails when it is the one chosen,
+    with the file and line of that cell. An unknown name raises ``ColumnError`` (a ``KeyError``) listing the columns.
+    """
+
+    def __init__(self, path: Path, archs: list[str], cells: dict[str, list[str]]):
+        self.path, self.archs, self._cells = path, archs, cells
+        self._parsed: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._cells:
+            raise ColumnError(f"{self.path} has no column {name!r}; its columns: arch, {', '.join(self._cells)}")
+        if name not in self._parsed:
+            values = np.empty(len(self.archs))
+            for i, text in enumerate(self._cells[name]):
+                try:
+                    values[i] = float(text)
+                except ValueError:
+                    raise ArchitectureError(f"{self.path}, line {i + 2}: {name} is {text!r}, not a number") from None
+            self._parsed[name] = values
+        return self._parsed[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cells)
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+
+def read_table(path: str | Path) -> LabelledTable:
+    """A labelled NB201 CSV (an ``arch`` column, then property columns), checked for its header and
+    rows; columns are converted to numbers as they are asked for (:class:`LabelledTable`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no NAS-Bench-201 labels at {path}")
-    with path.open() as f:
-        reader = csv.DictReader(f)
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)  # None: an empty file
         rows = list(reader)
-    expected = {"arch", "cifar10_test_acc_200ep", "cifar100_test_acc_200ep", "imagenet16_120_test_acc_200ep"}
-    if not expected <= set(reader.fieldnames or ()):
-        raise ArchitectureError(f"{path}: expected columns {sorted(expected)}, got {sorted(reader.fieldnames or ())}")
+    if not header or "arch" not in header or len(header) < 2:
+        raise ArchitectureError(f"{path}: expected a header with an 'arch' column and property columns, got "
+                                f"{','.join(header or []) or 'an empty file'}")
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise ArchitectureError(f"{path} has no labelled architectures (a header and no rows)")
-    return [LabelledArch(r["arch"], float(r["cifar10_test_acc_200ep"]), float(r["cifar100_test_acc_200ep"]),
-                         float(r["imagenet16_120_test_acc_200ep"])) for r in rows]
+    for n, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise ArchitectureError(f"{path}, line {n}: {len(row)} fields, the header has {len(header)}")
+    at = header.index("arch")
+    cells = {name: [r[j].strip() for r in rows] for j, name in enumerate(header) if j != at}
+    return LabelledTable(path, [r[at].strip() for r in rows], cells)
+
+
+def load_labelled(path: str | Path) -> list[LabelledArch]:
+    """Rows of a labelled NB201 CSV with its three 200-epoch accuracies (``cifar10_test_acc_200ep``,
+    ``cifar100_...``, ``imagenet16_120_...``); :func:`read_table` reads any column by name."""
+    table = read_table(path)
+    columns = [table[name] for name in ACCURACY_COLUMNS]  # a missing one: ColumnError naming the columns
+    return [LabelledArch(arch, *(float(c[i]) for c in columns)) for i, arch in enumerate(table.archs)]
 
 
 def cell_key(arch: str) -> str:

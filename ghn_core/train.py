@@ -606,7 +606,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg, debug = parse_args(argv)
-    with user_errors(debug):
+    with user_errors(debug, interrupted=f"the checkpoints in {cfg.out} are kept; the same command resumes from "
+                                        f"the last one"):
         path = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once
         print(f"checkpoint: {path}")

@@ -96,14 +96,20 @@ def user_message(err: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def user_errors(debug: bool = False) -> Iterator[None]:
+def user_errors(debug: bool = False, interrupted: str = "nothing half-written was kept") -> Iterator[None]:
     """For command lines: a user mistake (a ``GhnNasError``, ``ValueError``, or a missing, misplaced or
     unreadable file) prints one line and exits with status 2; ``debug=True`` (``--debug``) shows the
-    traceback instead."""
+    traceback instead. Ctrl-C prints ``interrupted: <interrupted>`` (what the command kept, and how to
+    go on) and exits with status 130, in every phase of the command."""
     from .errors import GhnNasError
 
     try:
         yield
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"\ninterrupted: {interrupted}", file=sys.stderr)
+        raise SystemExit(130) from None
     except (GhnNasError, ValueError, *_PATH_ERRORS) as err:
         if debug:
             raise

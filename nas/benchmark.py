@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with user_errors(args.debug):
+    with user_errors(args.debug, interrupted="the proxy values computed so far are stored; run the same command to go on from there"):
         from .proxies import PROXIES
 
         for name in args.proxies or ():

@@ -43,8 +43,9 @@ KAPPA = 2.0           # upper confidence bound: mean + KAPPA * sd (in normal sco
 CLAIM = "label_key"   # trial user attribute: the net (architecture key) the trial labels
 
 #: Objective -> the label properties that measure it, in order of preference.
+#: A nas.label record's property comes first, then the NAS-Bench-201 CSV column that measures the same.
 OBJECTIVE_LABELS: dict[str, tuple[str, ...]] = {"accuracy": ("clean_acc", "cifar10_test_acc_200ep"),
-                                                 "robustness": ("noisy_acc",),
+                                                 "robustness": ("noisy_acc", "cifar10_noisy_acc_200ep"),
                                                  "trainability": ("train_acc_mean",)}
 
 
@@ -60,6 +61,13 @@ def label_property(objective: str, available: Sequence[str] | None = None) -> st
         raise ValueError(f"the labels have no {' or '.join(wanted)} (for {objective}); they have "
                          f"{', '.join(available)}")
     return found[0]
+
+
+def table_property(label: str, available: Sequence[str]) -> str:
+    """The property of a labelled file that measures a nas.label property: ``label`` itself, or the
+    column of an NB201 CSV that stands for it (``noisy_acc`` -> ``cifar10_noisy_acc_200ep``)."""
+    same = next((props for props in OBJECTIVE_LABELS.values() if label in props), (label,))
+    return next((p for p in same if p in available), label)
 
 
 def _normal_scores(values: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -33,14 +33,14 @@ __all__ = ["SGDRecipe", "RECIPES", "PROPERTIES", "LabelledSet", "train_sgd", "bu
 log = logging.getLogger("nas.label")
 
 
-#: What each label property means; ``nas.predictors`` fits one regressor per property.
+#: What each property of a ``nas.label`` record means; ``nas.predictors`` fits one regressor per property.
+#: A NAS-Bench-201 CSV offers every column it has (``../shared/data/nb201/README.md`` says what each is).
 PROPERTIES: dict[str, str] = {
     "clean_acc": "test accuracy (%) after the label recipe's SGD",
     "noisy_acc": "test accuracy (%) under Gaussian noise (CIFAR: sigma 0.08) after the label recipe's SGD",
     "inference_ms": "inference time (ms) of a batch of 64 images on the labelling machine",
     "epochs_to_converge": "epochs until training accuracy reached the recipe's threshold",
     "train_acc_mean": "mean training accuracy (%) over the recipe's epochs: convergence speed at any budget",
-    "cifar10_test_acc_200ep": "NAS-Bench-201: CIFAR-10 test accuracy (%) after 200 epochs",
 }
 _RECORD_FIELDS = ("arch", "space", "clean_acc", "noisy_acc", "recipe")
 
@@ -49,13 +49,14 @@ _RECORD_FIELDS = ("arch", "space", "clean_acc", "noisy_acc", "recipe")
 class LabelledSet:
     """Architectures of one space with their labels, read from a NAS-Bench-201 CSV or nas.label lines.
 
-    ``properties`` maps a property of :data:`PROPERTIES` to one value per architecture (NaN where a
-    record has none, e.g. a net that never converged). ``recipe`` says how the labels were made.
+    ``properties`` maps a property (a column of an NB201 CSV, a field of :data:`PROPERTIES` of nas.label
+    records) to one value per architecture (NaN where a record has none, e.g. a net that never
+    converged). An NB201 CSV's columns are parsed when first asked for (``ghn_core.nb201.LabelledTable``). ``recipe`` says how the labels were made.
     """
 
     space: str
     archs: list[str]
-    properties: dict[str, np.ndarray]
+    properties: Mapping[str, np.ndarray]
     recipe: dict[str, Any]
     source: str
 
@@ -63,18 +64,16 @@ class LabelledSet:
 def read_labelled(path: str | Path) -> LabelledSet:
     """Read a labelled file, checking it whole first: every record complete, every architecture valid
     for its space, one space and one recipe (labels of two recipes never mix silently)."""
-    from ghn_core.nb201 import load_labelled
+    from ghn_core.nb201 import read_table
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no labels at {path}: give a NAS-Bench-201 CSV or the JSON lines of python -m nas.label")
     if path.suffix != ".jsonl":
-        rows = load_labelled(path)
-        for r in rows:
-            validate_architecture("nb201", r.arch, where=f"{path}")
-        return LabelledSet("nb201", [r.arch for r in rows],
-                           {"cifar10_test_acc_200ep": np.array([r.cifar10 for r in rows])},
-                           {"name": "NAS-Bench-201", "epochs": 200}, str(path))
+        table = read_table(path)
+        for n, arch in enumerate(table.archs, start=2):
+            validate_architecture("nb201", arch, where=f"{path}, line {n}")
+        return LabelledSet("nb201", table.archs, table, {"name": "NAS-Bench-201", "epochs": 200}, str(path))
     records = []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -170,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # --sample's throwaway study is no news
-    with user_errors(args.debug):
+    with user_errors(args.debug, interrupted=f"the labels finished so far are in {args.out}; run the same command "
+                                             f"to label the rest"):
         recipe = lookup(RECIPES, args.recipe, "recipe")
         overrides = {"epochs": args.epochs, "max_batches": args.max_batches, "eval_batches": args.eval_batches}
         recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})

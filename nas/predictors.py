@@ -387,6 +387,27 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def _chosen_properties(labelled: LabelledSet, names: Sequence[str] | None) -> list[str]:
+    """``names`` (all of them: the file's properties), each checked to be one of the file's."""
+    if names is None:
+        return list(labelled.properties)
+    missing = [name for name in names if name not in labelled.properties]
+    if missing:
+        raise PredictorError(f"{labelled.source} has no {', '.join(map(repr, missing))}; it has "
+                             f"{', '.join(labelled.properties)}")
+    return list(names)
+
+
+def _kept_predictors(ghn: GHN2, out: Path) -> dict[tuple[str, str], PropertyPredictor]:
+    """The predictors already in ``out`` (none if it does not exist): a fit replaces the ones it refits and
+    keeps the rest. A file of another GHN is refused: merging would mix two GHNs' embeddings."""
+    if not out.exists():
+        if not out.parent.is_dir():
+            raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist")
+        return {}
+    return load_predictors(ghn, out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas.predictors",
                                      description="Fit or score the property predictors shipped with a GHN.")
@@ -404,7 +425,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="what the predictor reads (default per space: "
                           + "; ".join(f"{space}: {f}" for space, (_, f) in SPACE_DEFAULTS.items()) + ")")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--out", default=None, help="default: beside the GHN checkpoint")
+    fit.add_argument("--out", required=True,
+                     help="predictors file to write. One that exists (of the same GHN) keeps the predictors not "
+                          "refitted; to refit the shipped ones, name their file, "
+                          "ghn_core/checkpoints/ghn2_cifar10.predictors.joblib")
+    fit.add_argument("--property", nargs="+", default=None, metavar="NAME",
+                     help="the properties to fit, e.g. cifar10_noisy_acc_200ep (default: every property of each file)")
     score.add_argument("--predictors", default=None, help="default: the ones beside the GHN checkpoint")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -416,15 +442,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.predictor is not None:
                 lookup(PREDICTORS, args.predictor, "predictor")
             sets = [read_labelled(path) for path in args.labels]  # all read and checked before any fit
+            wanted = {labelled.source: _chosen_properties(labelled, args.property) for labelled in sets}
             ghn = ghn_core.load_ghn(args.ghn)
+            kept = _kept_predictors(ghn, Path(args.out))
             fitted = []
             for labelled in sets:
                 default = space_default(labelled.space)
                 predictor, kind = args.predictor or default[0], args.features or default[1]
                 computed = labelled_features(ghn, labelled.space,
                                              [labelled.archs[i] for i in distinct_rows(labelled)], kind)
-                for prop, values in labelled.properties.items():
-                    if np.isfinite(values).sum() < MIN_CV_FIT:
+                for prop in wanted[labelled.source]:
+                    if np.isfinite(labelled.properties[prop]).sum() < MIN_CV_FIT:
                         log.info("%s: too few %s labels to fit, skipped", labelled.source, prop)
                         continue
                     p = fit_property(ghn, labelled, prop, predictor=predictor, features=kind, seed=args.seed,
@@ -433,8 +461,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              prop, p.predictor, p.features, p.fitted_on["n"], CV_FOLDS, p.cv["kendall"],
                              p.cv["spearman"])
                     fitted.append(p)
-            out = save_predictors(fitted, args.out or predictors_path(args.ghn), ghn=ghn)
-            print(f"{len(fitted)} predictors saved to {out}")
+            if not fitted:
+                raise PredictorError(f"no predictor fitted (each needs at least {MIN_CV_FIT} labelled architectures): "
+                                     f"{args.out} is left as it was")
+            refitted = {(p.space, p.property) for p in fitted}
+            kept = [p for key, p in kept.items() if key not in refitted]
+            out = save_predictors(kept + fitted, args.out, ghn=ghn)
+            print(f"{len(fitted)} predictors fitted"
+                  + (f", {len(kept)} kept ({', '.join(f'{p.space}:{p.property}' for p in kept)})" if kept else "")
+                  + f": saved to {out}")
         else:
             labelled = read_labelled(args.labels)
             ghn = ghn_core.load_ghn(args.ghn)

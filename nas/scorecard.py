@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with user_errors(args.debug):
+    with user_errors(args.debug, interrupted="the proxy values computed so far are stored; run the same command to go on from there"):
         if args.n < 2:
             raise ValueError(f"expected --n of at least 2 architectures to rank, got {args.n} instead")
         for name in args.predictors:

@@ -52,7 +52,8 @@ from .predictors import (file_digest, fit_property, load_predictors, predictors_
                          shipped_properties)
 from .proxies import ProxyContext, compute
 from .report import architecture_file, axis_label, plural, top_trials, write_report
-from .budget import CLAIM, LabelBudgetSampler, label_objective, label_property, labelled_trials, make_candidates
+from .budget import (CLAIM, LabelBudgetSampler, label_objective, label_property, labelled_trials, make_candidates,
+                     table_property)
 from .label import RECIPES, SGDRecipe, read_labelled, sample_architectures
 from .oracle import SGDOracle, TableOracle
 from .pool import POOL_PREFIX, Pool
@@ -128,10 +129,13 @@ class SearchConfig:
         with a label budget, the label itself."""
         if self.label_budget is not None:
             return [f"label_{self.label_property()}"], ["maximize"]
-        # A GHN without predictors beside it (a user's own, not yet fitted) keeps the raw GHN proxies.
         path = predictors_path(self.ghn)
+        if self.ghn is None and not path.is_file() and self.labels is None:
+            raise GhnNasError(f"the predictors shipped beside the GHN are missing ({path}): reinstall ghn-nas, or "
+                              f"search on a raw GHN proxy (--objective ghn_accuracy, ghn_robustness)")
+        # A user's own GHN without predictors beside it (not yet fitted) keeps the raw GHN proxies.
         return resolve_objectives(self.objective, regress=self.labels is not None, space=self.base_space(),
-                                  shipped=shipped_properties(path) if path.is_file() else ())
+                                  shipped=shipped_properties(path) if path.is_file() else None, shipped_path=str(path))
 
     def resolved_storage(self) -> str:
         """The storage URL: ``--storage``, else a file under studies/ (SQLite for one worker, a
@@ -283,14 +287,14 @@ def _open_study(cfg: SearchConfig) -> tuple[optuna.Study, ProxyContext | None]:
 
 def _fit_regressors(cfg: SearchConfig, ghn, labels: Sequence[str]) -> dict:
     """A property predictor (``nas.predictors.fit_property``) per label, fitted on ``cfg.labels``; an
-    NB201 CSV's 200-epoch accuracy stands for clean accuracy."""
+    NB201 CSV's 200-epoch columns stand for clean and noisy accuracy (``nas.budget.table_property``)."""
     if not labels:
         return {}
     labelled = read_labelled(cfg.labels)
     if labelled.space != cfg.base_space():
         raise ValueError(f"{cfg.labels} labels the {labelled.space} space, but the search is on {cfg.base_space()}")
-    table = {"clean_acc": "cifar10_test_acc_200ep"} if "cifar10_test_acc_200ep" in labelled.properties else {}
-    return {label: fit_property(ghn, labelled, table.get(label, label), seed=cfg.seed) for label in labels}
+    return {label: fit_property(ghn, labelled, table_property(label, list(labelled.properties)), seed=cfg.seed)
+            for label in labels}
 
 
 def _check_label_budget(cfg: SearchConfig, space) -> None:
@@ -316,15 +320,12 @@ def _check_label_budget(cfg: SearchConfig, space) -> None:
 
 def _shipped_predictors(cfg: SearchConfig, ghn, labels: Sequence[str]) -> list[str]:
     """The labels among ``labels`` that the predictors shipped beside the GHN score on ``cfg.space``
-    (without --labels); loading them checks they were fitted on this GHN's embeddings."""
+    (without --labels; ``SearchConfig.proxies`` has checked that the file has them); loading them checks
+    they were fitted on this GHN's embeddings."""
     space = cfg.base_space()
     wanted = [label for label in labels if f"predicted_{label}" in SHIPPED.get(space, {}).values()]
     if wanted and cfg.labels is None:
-        bundle = load_predictors(ghn, predictors_path(cfg.ghn))
-        missing = [label for label in wanted if (space, label) not in bundle]
-        if missing:
-            raise GhnNasError(f"the predictors beside the GHN have no {space} {', '.join(missing)}: fit them with "
-                              f"python -m nas.predictors fit, or search on the raw proxy (--objective ghn_accuracy)")
+        load_predictors(ghn, predictors_path(cfg.ghn))
         return wanted
     return []
 
@@ -575,12 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k != "debug"})
     # Optuna logs the trial Ctrl-C interrupted with a 40-line traceback; the line below says what happened.
     logging.getLogger("optuna.study._optimize").addFilter(_drop_interrupt_traceback)
-    with user_errors(args.debug):
-        try:
-            study = run_search(cfg)
-        except KeyboardInterrupt:
-            print("\ninterrupted: the study is consistent; run the same command to continue it", file=sys.stderr)
-            return 130
+    with user_errors(args.debug, interrupted="the study is consistent, with the final candidates trained so far; "
+                                             "run the same command to continue it"):
+        study = run_search(cfg)
         print(f"study {cfg.resolved_name()} in {mask_url(cfg.resolved_storage())}: "
               f"{plural(_complete(study), 'complete trial')} ({_count(study, TrialState.PRUNED)} pruned, "
               f"{_count(study, TrialState.FAIL)} failed); top {cfg.top_k}:")

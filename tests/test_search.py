@@ -32,17 +32,27 @@ def test_each_objective_end_to_end(tmp_path, ghn_ckpt, cifar_dir, objectives):
     assert study.user_attrs["sampler"] == "auto"
 
 
-def test_objectives_give_way_to_the_shipped_predictors_the_file_has():
+def test_objectives_give_way_to_the_shipped_predictors_and_never_fall_back():
+    from ghn_core.errors import GhnNasError
     from nas.objectives import resolve_objectives
 
     both = ["robustness", "efficiency"]
+    # no predictors file (a user's own GHN): the raw GHN proxies
     assert resolve_objectives(both, space="deepnets")[0] == ["ghn_robustness", "ghn_accuracy", "latency_b1"]
-    shipped = {("deepnets", "noisy_acc"), ("nb201", "cifar10_test_acc_200ep")}
+    shipped = {("deepnets", "noisy_acc"), ("deepnets", "clean_acc"), ("nb201", "cifar10_test_acc_200ep"),
+               ("nb201", "cifar10_noisy_acc_200ep")}
     assert resolve_objectives(both, space="deepnets", shipped=shipped) == (
-        ["predicted_noisy_acc", "ghn_accuracy", "latency_b1"], ["maximize", "maximize", "minimize"])
+        ["predicted_noisy_acc", "predicted_clean_acc", "latency_b1"], ["maximize", "maximize", "minimize"])
     assert resolve_objectives(["accuracy"], space="nb201", shipped=shipped)[0] == ["predicted_cifar10_test_acc_200ep"]
+    assert resolve_objectives(["robustness"], space="nb201", shipped=shipped)[0] == ["predicted_cifar10_noisy_acc_200ep"]
     assert resolve_objectives(["ghn_robustness"], space="deepnets", shipped=shipped)[0] == ["ghn_robustness"]
     assert resolve_objectives(["trainability"], regress=True, shipped=shipped)[0] == ["predicted_train_acc_mean"]
+    # a predictors file without the one an objective needs: refused, naming it and the raw proxy
+    with pytest.raises(GhnNasError, match="noisy_acc predictor, which p.joblib does not have.*--objective ghn_robustness"):
+        resolve_objectives(["robustness"], space="deepnets", shipped=shipped - {("deepnets", "noisy_acc")},
+                           shipped_path="p.joblib")
+    with pytest.raises(GhnNasError, match="cifar10_noisy_acc_200ep predictor"):
+        resolve_objectives(["robustness"], space="nb201", shipped={("nb201", "cifar10_test_acc_200ep")})
 
 
 def _study(directions: list[str], values: list) -> optuna.Study:

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with user_errors(args.debug):
+    with user_errors(args.debug, interrupted="the chunks written so far are kept; the same command resumes"):
         start = time.perf_counter()
         store = generate_split(args.split, args.n, args.out, workers=args.workers, chunk_size=args.chunk_size,
                                graphs=not args.no_graphs, overwrite=args.overwrite)
