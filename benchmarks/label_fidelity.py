@@ -91,6 +91,7 @@ def stratified_sample(cells: list[tuple[str, float]], n: int, seed: int) -> list
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     recipes = {name: CANDIDATES[name] for name in (args.recipes or CANDIDATES)}
+    args.truth = args.truth or "cifar10_test_acc_200ep"
     sample = stratified_sample(unique_cells(args.csv, args.truth), args.cells, args.seed)[: args.first]
     shard, n_shards = map(int, args.shard.split("/"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +141,16 @@ def report(args: argparse.Namespace) -> dict:
     columns = {r.get("truth_column", "cifar10_test_acc_200ep") for cells in by_recipe.values() for r in cells.values()}
     if len(columns) != 1:
         raise SystemExit(f"{args.out} mixes truths {sorted(columns)}: one file per truth column")
-    label = LABEL_OF[columns.pop()]
+    column = columns.pop()
+    if args.truth and args.truth != column:  # judge the labels against another column of the CSV
+        from ghn_core.nb201 import cell_key
+
+        truth = {cell_key(arch): value for arch, value in unique_cells(args.csv, args.truth)}
+        for cells in (*by_recipe.values(), *reseeded.values()):
+            for r in cells.values():
+                r["truth"] = truth[cell_key(r["cell"])]
+        column = args.truth
+    label = LABEL_OF[column]
     common = sorted(set.intersection(*(set(cells) for cells in by_recipe.values())))
 
     def score(cells: dict[str, dict], keys: list[str]) -> dict:
@@ -179,6 +189,8 @@ def report(args: argparse.Namespace) -> dict:
             print(f"| {name} | {row['n']} | {a['spearman']:.3f} / {a['kendall']:.3f} | "
                   f"{m['spearman']:.3f} / {m['kendall']:.3f} |")
     stem = args.out.stem.replace("labels", "fidelity")  # labels.jsonl -> fidelity.json, noisy_labels -> noisy_fidelity
+    if label == "noisy_acc" and not stem.startswith("noisy"):
+        stem = f"{stem}_noisy_truth"  # labels.jsonl judged by noisy truth: fidelity_noisy_truth.json
     (args.out.parent / f"{stem}.json").write_text(json.dumps({"common_cells": len(common), "label": label,
                                                              "recipes": rows,
                                                     "paired_with_" + BASELINE: paired, "seed_noise": noise},
@@ -259,9 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="labelled NB201 CSV")
     parser.add_argument("--out", type=Path, default=HERE / "labels.jsonl", help="JSON lines, appended and resumed")
     parser.add_argument("--cells", type=int, default=60, help="cells sampled, one per bin of the truth column")
-    parser.add_argument("--truth", default="cifar10_test_acc_200ep", choices=list(LABEL_OF),
-                        help="the CSV column the labels are judged by (and the cells spread over); clean_acc labels "
-                             "are judged by 200-epoch accuracy, noisy_acc ones by 200-epoch noisy accuracy")
+    parser.add_argument("--truth", default=None, choices=list(LABEL_OF),
+                        help="the CSV column the labels are judged by (run: and the cells spread over; default "
+                             "cifar10_test_acc_200ep; report: default the one the labels were run against); "
+                             "clean_acc labels are judged by 200-epoch accuracy, noisy_acc ones by 200-epoch noisy accuracy")
     parser.add_argument("--recipes", nargs="*", choices=list(CANDIDATES), help="default: all candidates")
     parser.add_argument("--first", type=int, default=None, help="label only the first N cells of the sample")
     parser.add_argument("--shard", default="0/1", help="i/n: this process labels cells i, i+n, ...")

@@ -7,6 +7,8 @@ and looks up the true label of each strategy's final pick:
     <proxy>@N         no labels: the best of N random pool nets by a proxy (NASWOT's protocol, N = 100;
                       ``--sample N``: a smaller N gives each seed of a small pool its own draw)
     predictor@N       the same with the property predictor shipped beside the GHN
+    deepnets-predictor@N  on another space's pool: the DeepNets-1M predictor of the objective's label
+                      (fitted on our DeepNets-1M labels, none of this pool's), a zero-label strategy
     budget@K          nas.search --label-budget K, run unchanged against the table (nas.budget)
 
 Each strategy reports the mean and standard deviation of its pick's true label over the seeds, its
@@ -151,8 +153,11 @@ def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], gh
 
 
 def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = None, n_images: int = 512,
-            data_dir: str | None = None, proxies: Sequence[str] | None = None, progress: bool = True) -> BenchmarkInputs:
-    """Read the pool, embed its nets, and score them with every zero-label strategy."""
+            data_dir: str | None = None, proxies: Sequence[str] | None = None, progress: bool = True,
+            prop: str | None = None) -> BenchmarkInputs:
+    """Read the pool, embed its nets, and score them with every zero-label strategy. Picks are judged by
+    ``prop`` (any property of the pool, by name), else by the objective's label (``nas.budget.label_property``:
+    robustness by noisy accuracy, never by clean)."""
     from ghn_core import load_ghn
 
     from .predictors import join_features, load_predictors, predictors_path
@@ -163,8 +168,8 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     available = list(pool.labelled.properties)
     if objective is None:
         objective = "robustness" if "noisy_acc" in available else "accuracy"
-    prop = label_property(objective, available)
-    y = pool.labelled.properties[prop]
+    prop = prop or label_property(objective, available)
+    y = pool.labelled.properties[prop]  # an unknown name: ColumnError listing the pool's properties
     if not np.isfinite(y).all():
         raise ValueError(f"{pool_path}: {int((~np.isfinite(y)).sum())} nets have no {prop}")
     ghn = load_ghn(ghn_path)
@@ -175,19 +180,27 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     seen: dict[str, int] = {}
     shipped = predictors_path(ghn_path)
     bundle = load_predictors(ghn, shipped) if shipped.is_file() else {}
-    if (pool.space, prop) in bundle:
-        predictor = bundle[(pool.space, prop)]
+    has = candidates.has_features
+
+    def predicted(predictor) -> np.ndarray:
         score = np.full(len(pool), np.nan)
-        has = candidates.has_features
         score[has] = predictor.predict(join_features(predictor.features, candidates.embedding[has],
                                                      candidates.cheap[has]))
-        scores["predictor"] = score
+        return score
+
+    if (pool.space, prop) in bundle:
+        predictor = bundle[(pool.space, prop)]
+        scores["predictor"] = predicted(predictor)
         # Honest accounting: every label of this benchmark the predictor was fitted on counts, in the pool or not.
         seen["predictor"] = int(predictor.fitted_on["n"])
         overlap = len(predictor.seen & set(candidates.keys))
         if overlap:
             log.warning("the shipped %s predictor was fitted on %d of this pool's %d nets: its pick is not a "
                         "zero-label result", prop, overlap, len(set(candidates.keys)))
+    deepnets_label = label_property(objective)  # clean_acc, noisy_acc, train_acc_mean
+    if pool.space != "deepnets" and ("deepnets", deepnets_label) in bundle:
+        # fitted on DeepNets-1M nets only: no label of this pool's space (so none of its labels) spent
+        scores["deepnets-predictor"] = predicted(bundle[("deepnets", deepnets_label)])
     return BenchmarkInputs(pool, prop, y, candidates, scores, seen)
 
 
@@ -245,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--objective", choices=list(GHN_RAW), default=None,
                         help="what the picks are judged by (default: robustness if the pool has noisy_acc, "
                              "else accuracy)")
+    parser.add_argument("--property", default=None, metavar="NAME",
+                        help="judge the picks by this property of the pool, e.g. a column of an NB201 CSV (default: "
+                             "the objective's label: accuracy cifar10_test_acc_200ep or clean_acc, robustness "
+                             "cifar10_noisy_acc_200ep or noisy_acc)")
     parser.add_argument("--seeds", type=positive_int, default=20, help="seeds per strategy (default: %(default)s)")
     parser.add_argument("--budgets", type=positive_int, nargs="*", default=list(BUDGET_KS),
                         help="label budgets of the label-budget search (default: %(default)s)")
@@ -269,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.proxies or ():
             lookup(PROXIES, name, "proxy")
         inputs = prepare(args.pool, args.objective, ghn_path=args.ghn, n_images=args.n_images, data_dir=args.data_dir,
-                         proxies=args.proxies, progress=not args.json)
+                         proxies=args.proxies, progress=not args.json, prop=args.property)
         results = run_benchmark(inputs, args.seeds, budgets=args.budgets, sample=args.sample, progress=not args.json)
         y = inputs.y
         pool = {"size": len(y), "best": float(y.max()), "median": float(np.median(y)), "property": inputs.property,

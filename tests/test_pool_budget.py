@@ -212,6 +212,38 @@ def test_benchmark_reports_exact_figures(tmp_path, pool_csv, ghn_ckpt, cifar_dir
     assert sampled["seeds"] == 8 and sampled["distinct_picks"] > 1
 
 
+def test_robustness_benchmark_is_judged_by_the_noisy_column_never_the_clean_one(tmp_path, ghn_ckpt, cifar_dir, capsys,
+                                                                               monkeypatch):
+    """Clean and noisy accuracy in reverse order: every figure of a robustness benchmark is the noisy one's."""
+    monkeypatch.setenv("GHN_NAS_CACHE", str(tmp_path / "cache"))
+    archs = nb201_cells(12)
+    clean, noisy = 80.0 + np.arange(12), 40.0 - 2.0 * np.arange(12)
+    rows = ["arch,cifar10_test_acc_200ep,cifar10_noisy_acc_200ep"]
+    rows += [f"{a},{c},{n}" for a, c, n in zip(archs, clean, noisy)]
+    (tmp_path / "pool.csv").write_text("\n".join(rows) + "\n")
+    argv = ["--pool", str(tmp_path / "pool.csv"), "--ghn", ghn_ckpt, "--proxies", "params", "--seeds", "2",
+            "--budgets", "6", "--n-images", "16", "--data-dir", str(cifar_dir), "--json"]
+    assert benchmark_main([*argv, "--objective", "robustness"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pool"]["property"] == "cifar10_noisy_acc_200ep" and result["pool"]["best"] == 40.0
+    assert result["random@1"]["mean"] == pytest.approx(noisy.mean())
+    assert result["random@10"]["mean"] == pytest.approx(random_search_curve(noisy, 10)[0])
+    assert result["budget@6"]["mean"] in noisy.tolist() and result["budget@6"]["labels_spent"] == 6
+    from nas.label import build_architecture
+
+    n_params = [sum(p.numel() for p in build_architecture("nb201", a).parameters()) for a in archs]
+    assert result["params@12"]["mean"] == noisy[int(np.argmax(n_params))]
+    # The same pool judged by accuracy reads the clean column; --property picks any column by name.
+    assert benchmark_main([*argv, "--objective", "accuracy", "--budgets"]) == 0
+    assert json.loads(capsys.readouterr().out)["pool"]["best"] == 91.0
+    assert benchmark_main([*argv, "--objective", "accuracy", "--property", "cifar10_noisy_acc_200ep", "--budgets"]) == 0
+    assert json.loads(capsys.readouterr().out)["random@1"]["mean"] == pytest.approx(noisy.mean())
+    # what a label-budget study of robustness labels with, from such a table (nas.search --label-from)
+    from nas.budget import label_property
+
+    assert label_property("robustness", list(read_labelled(tmp_path / "pool.csv").properties)) == "cifar10_noisy_acc_200ep"
+
+
 def test_two_workers_share_one_budget_without_labelling_a_net_twice(tmp_path, pool_csv, ghn_ckpt):
     # Table labels are instant, so the workers may or may not overlap: the race itself is
     # test_claims_and_budget_are_checked_before_labelling; this checks the whole command holds its budget.
