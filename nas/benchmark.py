@@ -173,7 +173,7 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     if not np.isfinite(y).all():
         raise ValueError(f"{pool_path}: {int((~np.isfinite(y)).sum())} nets have no {prop}")
     ghn = load_ghn(ghn_path)
-    candidates = make_candidates(ghn, pool, progress=progress)
+    candidates = make_candidates(ghn, pool, objective=objective, progress=progress)
     proxies = list(proxies if proxies is not None else (*ZERO_COST, GHN_RAW[objective]))
     scores = _proxy_scores(pool, candidates, proxies, ghn, n_images=n_images, data_dir=data_dir,
                            progress=progress)

@@ -5,8 +5,9 @@ candidate (a pool's architectures, or a seeded sample of the space) with a :mod:
 short SGD run from the GHN's predicted parameters, or a lookup in a table when benchmarking. The
 next candidate is chosen by :func:`propose`:
 
-1. the first ``N_INIT`` labels go to the candidates a zero-label prior ranks highest (log parameters,
-   a strong zero-cost proxy) among a seeded random sample of ``PRIOR_SAMPLE``;
+1. the first ``N_INIT`` labels go to the candidates a zero-label prior ranks highest among a seeded
+   random sample of ``PRIOR_SAMPLE`` (:data:`OBJECTIVE_PRIOR`: log parameters, a strong zero-cost proxy
+   of accuracy; for robustness none, so the sample's seeded random order);
 2. after that, a Gaussian process on the candidates' features (GHN graph embedding and cheap graph
    features, standardised) is fitted to the normal scores of the labels' ranks, and the candidate
    with the highest upper confidence bound (mean + ``KAPPA`` sd) is labelled next.
@@ -31,7 +32,7 @@ from scipy.stats import norm, rankdata
 from .pool import Pool, PoolSpace
 from .storage import worker_id
 
-__all__ = ["OBJECTIVE_LABELS", "label_property", "propose", "Candidates", "make_candidates", "LabelBudgetSampler",
+__all__ = ["OBJECTIVE_LABELS", "OBJECTIVE_PRIOR", "label_property", "propose", "Candidates", "make_candidates", "LabelBudgetSampler",
            "label_objective", "labelled_trials",
            "N_INIT", "PRIOR_SAMPLE", "KAPPA"]
 
@@ -47,6 +48,13 @@ CLAIM = "label_key"   # trial user attribute: the net (architecture key) the tri
 OBJECTIVE_LABELS: dict[str, tuple[str, ...]] = {"accuracy": ("clean_acc", "cifar10_test_acc_200ep"),
                                                  "robustness": ("noisy_acc", "cifar10_noisy_acc_200ep"),
                                                  "trainability": ("train_acc_mean",)}
+
+
+#: Objective -> the zero-label prior that places the first labels: a cheap graph feature, or None (the
+#: seeded random order). On NB201 #params picks fragile cells (26.9% noisy accuracy, below a random
+#: pick's 28.7%), and with it the robustness search found 44.8% with 20 labels against 52.1% without
+#: (labelled pool, 20 seeds; BENCHMARKS.md "Noise robustness").
+OBJECTIVE_PRIOR: dict[str, str | None] = {"accuracy": "log_params", "robustness": None, "trainability": "log_params"}
 
 
 def label_property(objective: str, available: Sequence[str] | None = None) -> str:
@@ -134,9 +142,10 @@ class Candidates:
         return mask
 
 
-def make_candidates(ghn, pool: Pool, *, progress: bool = True) -> Candidates:
-    """Features and prior of every pool architecture, computed once per distinct net (NB201 strings of
-    one cell share the first one's): one graph each (``architecture_graph``), embeddings in batches of 256."""
+def make_candidates(ghn, pool: Pool, *, objective: str = "accuracy", progress: bool = True) -> Candidates:
+    """Features and prior (the objective's :data:`OBJECTIVE_PRIOR`) of every pool architecture, computed
+    once per distinct net (NB201 strings of one cell share the first one's): one graph each
+    (``architecture_graph``), embeddings in batches of 256."""
     from ghn_core.errors import GraphError
     from ghn_core.graph import GraphWarning
     from sklearn.preprocessing import StandardScaler
@@ -172,7 +181,8 @@ def make_candidates(ghn, pool: Pool, *, progress: bool = True) -> Candidates:
     X = np.zeros((len(keys), feats.shape[1]))
     X[has] = feats[rows]
     prior = np.full(len(keys), -np.inf)
-    prior[has] = np.array(cheap)[rows, FEATURE_NAMES.index("log_params")]
+    feature = OBJECTIVE_PRIOR[objective]
+    prior[has] = np.array(cheap)[rows, FEATURE_NAMES.index(feature)] if feature else 0.0  # 0: the sample's order
     embedding = np.full((len(keys), emb.shape[1]), np.nan)
     embedding[has] = emb[rows]
     raw_cheap = np.full((len(keys), len(FEATURE_NAMES)), np.nan)

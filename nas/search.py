@@ -421,7 +421,7 @@ def _budget_worker(cfg: SearchConfig, study: optuna.Study, index: int, *, progre
     if counts(study)[0] >= cfg.label_budget:
         return  # a resumed study that is done labels nothing
     ghn = ctx.ghn if ctx is not None else load_ghn(cfg.ghn)
-    candidates = make_candidates(ghn, _candidates_pool(cfg), progress=progress)
+    candidates = make_candidates(ghn, _candidates_pool(cfg), objective=cfg.objective[0], progress=progress)
     study.sampler = LabelBudgetSampler(candidates, cfg.seed + 7919 * index)
     objective = label_objective(candidates, _oracle(cfg, ghn), cfg.label_property(), cfg.label_budget)
     run_until(study, objective, cfg.label_budget, counts=counts, desc=f"labels {cfg.resolved_name()}", unit="label",

@@ -35,7 +35,8 @@ def ctx(cifar_dir) -> ProxyContext:
     hid = ctx.ghn.config.hid
     ctx.predictors = {"clean_acc": predictor("embedding", hid), "noisy_acc": predictor("embedding+graph",
                                                                                        hid + len(FEATURE_NAMES)),
-                      "train_acc_mean": predictor("embedding", hid), "cifar10_test_acc_200ep": predictor("embedding", hid)}
+                      "train_acc_mean": predictor("embedding", hid), "cifar10_test_acc_200ep": predictor("embedding", hid),
+                      "cifar10_noisy_acc_200ep": predictor("embedding", hid)}
     return ctx
 
 
