@@ -412,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas.predictors",
                                      description="Fit or score the property predictors shipped with a GHN.")
     sub = parser.add_subparsers(dest="command", required=True)
-    fit = sub.add_parser("fit", help="fit one predictor per property of each labelled file and save them beside the GHN")
+    fit = sub.add_parser("fit", help="fit one predictor per property of each labelled file (or --property) into --out")
     score = sub.add_parser("score", help="rank correlations of the predictors on a labelled file")
     for p in (fit, score):
         p.add_argument("--labels", nargs="+" if p is fit else None, required=True,
