@@ -75,7 +75,9 @@ class TrainConfig:
     resolution: int | None = None       # training images resized to this side (None: as stored; validation never)
     # run
     out: str = "runs/ghn2"
-    init: str | None = None             # start from this checkpoint's weights (e.g. the shipped one)
+    # The optimizer starts afresh from --init; the step count, the clocks, the draw of nets and images
+    # and the lr schedule carry on from the checkpoint's own totals.
+    init: str | None = None             # continue from this checkpoint's weights (e.g. the shipped one)
     seed: int = 1111
     device: str = "auto"
     amp: bool = True                    # bfloat16 autocast on CUDA
@@ -354,9 +356,11 @@ def _starting_point(cfg: TrainConfig, out: Path, is_main: bool) -> _Start:
     if cfg.init:
         ghn, payload = ghn_from_checkpoint(cfg.init)
         _check_classes(ghn, cfg, cfg.init)
-        steps = int(payload.get("train", {}).get("total_steps", 0))
+        behind = payload.get("train", {})
+        steps = int(behind.get("total_steps", 0))
         log.info("initialised from %s (%d steps)", cfg.init, steps)
-        return _Start(ghn, prior_steps=steps)
+        return _Start(ghn, prior_steps=steps, wall_time=float(behind.get("wall_time_s", 0.0)),
+                      cpu_time=float(behind.get("cpu_time_s", 0.0)))
     torch.manual_seed(cfg.seed)
     # the decoder predicts one row per class of the dataset (10 rows tiled to 100 would repeat classes)
     return _Start(create_ghn(cfg.variant, num_classes=get_dataset_info(cfg.dataset).num_classes))
@@ -424,7 +428,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
         images = images.subset(torch.arange(ddp.rank, len(images), ddp.world_size))
     loader = BatchLoader(images, batch_size, shuffle=True, augment=True, device=device,
                          seed=cfg.seed + 7919 * ddp.rank, drop_last=True)
-    total_steps = int(cfg.epochs * steps_per_epoch)
+    # Steps count from the weights' own beginning (prior_steps behind an --init), so that a
+    # continued run neither redraws the nets and images already seen nor restarts the schedule.
+    total_steps = int(cfg.epochs * steps_per_epoch) - prior_steps
+    if total_steps <= 0:
+        raise GhnNasError(f"{cfg.init} already has {prior_steps} steps, the whole schedule of --epochs {cfg.epochs:g}; "
+                          f"raise --epochs to train on")
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     val_store = val_loader = None
@@ -461,18 +470,18 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                disable=not (progress and ddp.is_main))
     step, failures, skipped_total, window = start_step, 0, 0, []
     summary: dict[str, float] = {}
-    epoch = start_step // steps_per_epoch
+    epoch = (prior_steps + start_step) // steps_per_epoch
     while step < total_steps:
         loader.set_epoch(epoch)
-        skip = step - epoch * steps_per_epoch  # batches of this epoch done before a resume
+        skip = prior_steps + step - epoch * steps_per_epoch  # batches of this epoch done before a resume
         for b, (x, y) in zip(range(steps_per_epoch), loader):
             if b < skip:
                 continue
             if step >= total_steps:
                 break
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step / steps_per_epoch)
-            seed = _step_seed(cfg.seed, step, ddp.rank)
+                group["lr"] = lr_at(cfg, (prior_steps + step) / steps_per_epoch)
+            seed = _step_seed(cfg.seed, prior_steps + step, ddp.rank)
             rng = random.Random(seed)
             torch.manual_seed(seed)  # dropout inside the sampled nets
             meta = sample_meta_batch(store, rng, meta_batch=meta_batch, max_nodes=max_nodes,
@@ -503,7 +512,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                 summary = {k: sum(s[k] for s in window) / len(window) for k in ("loss", "acc", "grad_norm", "step_time")}
                 bar.set_postfix(loss=f"{summary['loss']:.3f}", acc=f"{summary['acc']:.3f}")
                 with metrics_path.open("a") as f:
-                    f.write(json.dumps({"step": step, "epoch": step / steps_per_epoch, "lr": lr_at(cfg, step / steps_per_epoch),
+                    epoch_now = (prior_steps + step) / steps_per_epoch
+                    f.write(json.dumps({"step": step, "epoch": epoch_now, "lr": lr_at(cfg, epoch_now),
                                         **summary, "skipped": skipped_total}) + "\n")
                 window = []
             # Only rank 0 acts on a checkpoint; the time-based trigger may differ between ranks.

@@ -215,18 +215,28 @@ def naswot(model: nn.Module, ctx: ProxyContext) -> float:
     over one batch, K_ij = #units - Hamming(c_i, c_j)."""
     model = model.to(ctx.device).train()
     x = ctx.images[: ctx.batch_size]
-    codes = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: codes.append((out > 0).flatten(1).float()))
-             for m in model.modules() if isinstance(m, nn.ReLU)]
+    kernel = torch.zeros(len(x), len(x), dtype=torch.float64, device=ctx.device)
+    relus = 0
+
+    def add_codes(_m, _i, out: torch.Tensor) -> None:
+        # Agreements of the 0/1 codes c: c c^T + (1-c)(1-c)^T = 2 c c^T - r_i - r_j + #units (r: row
+        # sums), one ReLU at a time: exact integers (float32 holds them below 2^24), no concatenation.
+        nonlocal relus
+        relus += 1
+        c = (out > 0).flatten(1).float()
+        if c.shape[1] >= 2**24:
+            c = c.double()
+        r = c.sum(1, keepdim=True)
+        kernel.add_((2 * (c @ c.t()) - r - r.t() + c.shape[1]).double())
+
+    hooks = [m.register_forward_hook(add_codes) for m in model.modules() if isinstance(m, nn.ReLU)]
     try:
         model(x)
     finally:
         for h in hooks:
             h.remove()
-    if not codes:
+    if not relus:
         raise ValueError(f"naswot needs ReLU modules; {type(model).__name__} has none")
-    c = torch.cat(codes, 1).double()
-    kernel = c @ c.t() + (1 - c) @ (1 - c).t()  # agreements = #units - Hamming distance
     return float(torch.slogdet(kernel)[1])
 
 

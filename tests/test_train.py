@@ -41,9 +41,26 @@ def test_resumed_run_equals_uninterrupted_run(tiny_store, tmp_path, cifar_dir):
     continued = read_checkpoint(train(_cfg(tiny_store, tmp_path / "c", cifar_dir, max_steps=1,
                                            init=str(tmp_path / "a" / "last.pt")), progress=False))
     assert continued["train"]["total_steps"] == 5 and continued["train"]["step"] == 1
+    # ... and carries on from them: the clocks add up, and the step drawn is step 5, not step 1 again
+    for clock in ("wall_time_s", "cpu_time_s"):
+        assert continued["train"][clock] > straight["train"][clock] > 0
+    log_c = [json.loads(line) for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
+    spe = straight["train"]["steps_per_epoch"]
+    assert [r["epoch"] for r in log_c if "loss" in r] == [pytest.approx(5 / spe)]
     log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r.get("event") == "start"] == [0, 2]
     assert log[0]["config"]["max_steps"] == 2  # the resolved config opens every run's log
+
+
+def test_a_run_from_init_draws_the_steps_after_its_weights(tiny_store, tmp_path, cifar_dir, monkeypatch):
+    import ghn_core.train as train_module
+
+    first = train(_cfg(tiny_store, tmp_path / "a", cifar_dir, max_steps=2), progress=False)
+    drawn = []
+    real_seed = train_module._step_seed
+    monkeypatch.setattr(train_module, "_step_seed", lambda seed, step, rank: drawn.append(step) or real_seed(seed, step, rank))
+    train(_cfg(tiny_store, tmp_path / "b", cifar_dir, max_steps=2, init=str(first)), progress=False)
+    assert drawn == [2, 3]
 
 
 def test_non_finite_step_leaves_the_ghn_untouched():
