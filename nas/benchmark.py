@@ -95,11 +95,25 @@ class BenchmarkInputs:
     candidates: Candidates
     scores: dict[str, np.ndarray]    # strategy name -> (n,) zero-label score (higher is better; NaN: none)
     seen: dict[str, int]             # strategy name -> labels of this pool it was fitted on
+    proxy_rows: np.ndarray | None = None  # (n,) the rows the proxies were computed on (None: all)
+
+
+def _sample(n: int, seed: int, size: int) -> np.ndarray:
+    """The pool rows a zero-label strategy looks at for ``seed``."""
+    return np.random.default_rng(seed).permutation(n)[:size]
+
+
+def looked_at(n: int, seeds: int, sample: int) -> np.ndarray:
+    """(n,) mask of the rows some seed's zero-label strategy looks at: the only ones a proxy is needed on."""
+    mask = np.zeros(n, dtype=bool)
+    for seed in range(seeds):
+        mask[_sample(n, seed, min(sample, n))] = True
+    return mask
 
 
 def _pick_by_score(score: np.ndarray, seed: int, n: int) -> int:
     """NASWOT's protocol: the best-scored of ``n`` random nets (nets without a score never win)."""
-    sample = np.random.default_rng(seed).permutation(len(score))[:n]
+    sample = _sample(len(score), seed, n)
     values = np.where(np.isfinite(score[sample]), score[sample], -np.inf)
     return int(sample[np.argmax(values)])
 
@@ -128,6 +142,9 @@ def run_benchmark(inputs: BenchmarkInputs, seeds: int, *, budgets: Sequence[int]
             results[f"random@{k}"] = {"mean": mean, "std": sd, "regret": float(y.max() - mean), "percentile": pct,
                                       "labels_spent": k, "seeds": "exact"}
     sample = min(sample, n)
+    if inputs.proxy_rows is not None and (looked_at(n, seeds, sample) & ~inputs.proxy_rows).any():
+        raise ValueError(f"{seeds} seeds of {sample} nets look at nets the proxies were not computed on: "
+                         f"prepare() with these seeds and sample")
     for name, score in inputs.scores.items():
         picks = [_pick_by_score(score, seed, sample) for seed in range(seeds)]
         results[f"{name}@{sample}"] = pick_stats(y, picks, inputs.seen.get(name, 0))
@@ -139,25 +156,32 @@ def run_benchmark(inputs: BenchmarkInputs, seeds: int, *, budgets: Sequence[int]
     return results
 
 
-def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], ghn, *, n_images: int,
-                  data_dir: str | None, progress: bool) -> dict[str, np.ndarray]:
-    """Each proxy's value on every pool net (higher is better), from the GHN's :class:`ProxyStore`."""
+def _proxy_scores(pool: Pool, candidates: Candidates, proxies: Sequence[str], ghn, rows: np.ndarray, *,
+                  n_images: int, data_dir: str | None, progress: bool) -> dict[str, np.ndarray]:
+    """Each proxy's value (higher is better) on the pool nets of ``rows`` (a mask; NaN elsewhere), from the
+    GHN's :class:`ProxyStore`."""
     from .label import build_architecture
     from .proxies import PROXIES, ProxyStore
 
     store = ProxyStore.for_ghn(pool.space, ghn, n_images=n_images, data_dir=data_dir)
-    nets = [(key, functools.partial(build_architecture, pool.space, arch) if has else lambda: None)
-            for key, arch, has in zip(candidates.keys, pool.archs, candidates.has_features)]
-    return {name: (1.0 if PROXIES[name].direction == "maximize" else -1.0) * store.values(name, nets, progress=progress)
-            for name in proxies}
+    index = np.flatnonzero(rows)
+    nets = [(candidates.keys[i], functools.partial(build_architecture, pool.space, pool.archs[i])
+             if candidates.has_features[i] else lambda: None) for i in index]
+    scores = {}
+    for name in proxies:
+        scores[name] = np.full(len(pool), np.nan)
+        sign = 1.0 if PROXIES[name].direction == "maximize" else -1.0
+        scores[name][index] = sign * store.values(name, nets, progress=progress)
+    return scores
 
 
 def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = None, n_images: int = 512,
             data_dir: str | None = None, proxies: Sequence[str] | None = None, progress: bool = True,
-            prop: str | None = None) -> BenchmarkInputs:
+            prop: str | None = None, seeds: int | None = None, sample: int = PROXY_SAMPLE) -> BenchmarkInputs:
     """Read the pool, embed its nets, and score them with every zero-label strategy. Picks are judged by
     ``prop`` (any property of the pool, by name), else by the objective's label (``nas.budget.label_property``:
-    robustness by noisy accuracy, never by clean)."""
+    robustness by noisy accuracy, never by clean). With ``seeds``, the proxies are computed only on the nets
+    that ``seeds`` seeds of ``sample`` nets look at (:func:`looked_at`; the predictors score every net)."""
     from ghn_core import load_ghn
 
     from .predictors import join_features, load_predictors, predictors_path
@@ -175,7 +199,8 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     ghn = load_ghn(ghn_path)
     candidates = make_candidates(ghn, pool, objective=objective, progress=progress)
     proxies = list(proxies if proxies is not None else (*ZERO_COST, GHN_RAW[objective]))
-    scores = _proxy_scores(pool, candidates, proxies, ghn, n_images=n_images, data_dir=data_dir,
+    rows = looked_at(len(pool), seeds, sample) if seeds is not None else np.ones(len(pool), dtype=bool)
+    scores = _proxy_scores(pool, candidates, proxies, ghn, rows, n_images=n_images, data_dir=data_dir,
                            progress=progress)
     seen: dict[str, int] = {}
     shipped = predictors_path(ghn_path)
@@ -201,7 +226,7 @@ def prepare(pool_path: str, objective: str | None, *, ghn_path: str | None = Non
     if pool.space != "deepnets" and ("deepnets", deepnets_label) in bundle:
         # fitted on DeepNets-1M nets only: no label of this pool's space (so none of its labels) spent
         scores["deepnets-predictor"] = predicted(bundle[("deepnets", deepnets_label)])
-    return BenchmarkInputs(pool, prop, y, candidates, scores, seen)
+    return BenchmarkInputs(pool, prop, y, candidates, scores, seen, None if seeds is None else rows)
 
 
 def markdown(results: dict[str, dict], pool: dict) -> str:
@@ -286,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.proxies or ():
             lookup(PROXIES, name, "proxy")
         inputs = prepare(args.pool, args.objective, ghn_path=args.ghn, n_images=args.n_images, data_dir=args.data_dir,
-                         proxies=args.proxies, progress=not args.json, prop=args.property)
+                         proxies=args.proxies, progress=not args.json, prop=args.property, seeds=args.seeds,
+                         sample=args.sample)
         results = run_benchmark(inputs, args.seeds, budgets=args.budgets, sample=args.sample, progress=not args.json)
         y = inputs.y
         pool = {"size": len(y), "best": float(y.max()), "median": float(np.median(y)), "property": inputs.property,

@@ -293,6 +293,29 @@ def test_benchmark_proxy_values_resume_at_the_next_net(tmp_path, pool_csv, ghn_c
     assert calls == []
 
 
+def test_benchmark_computes_proxies_only_on_the_nets_its_seeds_look_at(tmp_path, pool_csv, ghn_ckpt, cifar_dir,
+                                                                        monkeypatch):
+    """With seeds, a proxy runs on the union of the seeds' samples alone, and every pick is the one the
+    proxy's value on every net would give; more seeds than prepared are refused, not picked from NaN."""
+    import nas.proxies
+    from nas.benchmark import looked_at, prepare, run_benchmark
+
+    monkeypatch.setenv("GHN_NAS_CACHE", str(tmp_path / "cache"))
+    compute, calls = nas.proxies.compute, []
+    monkeypatch.setattr(nas.proxies, "compute", lambda *a: calls.append(a[0]) or compute(*a))
+    kwargs = dict(ghn_path=ghn_ckpt, n_images=16, data_dir=str(cifar_dir), proxies=["params"], progress=False)
+    sampled = prepare(str(pool_csv), None, seeds=2, sample=3, **kwargs)
+    rows = looked_at(12, 2, 3)
+    assert 3 <= rows.sum() <= 6 and len(calls) == rows.sum()
+    assert np.isfinite(sampled.scores["params"]).tolist() == rows.tolist()
+    full = prepare(str(pool_csv), None, **kwargs)
+    assert len(calls) == 12  # the other nets now, the looked-at ones from the store
+    options = dict(budgets=(), random_ks=(), sample=3, progress=False)
+    assert run_benchmark(sampled, 2, **options) == run_benchmark(full, 2, **options)
+    with pytest.raises(ValueError, match="the proxies were not computed on"):
+        run_benchmark(sampled, 12, **options)
+
+
 def test_sgd_labels_start_from_pytorch_init_unless_asked(tmp_path, pool_csv, ghn_ckpt, cifar_dir, monkeypatch):
     """The label budget's SGD oracle trains from PyTorch's init by default (GHN-initialised labels ranked
     NB201 cells worse); ``--init ghn`` hands it the GHN. The study records which."""
