@@ -146,7 +146,7 @@ def main() -> int:
             print(f"{run}: nas.benchmark exit {rc} in {runs[-1]:.0f} s", file=sys.stderr, flush=True)
         stores = list((Path(tmp) / "cache" / "proxies").glob("**/*.jsonl"))
         computed = {p.stem: len(p.read_text().splitlines()) for p in stores}
-    result["command"] = {"argv": ["python -m nas.benchmark", "--pool", "<all 15,625 strings, stand-in labels>",
+    result["command"] = {"argv": ["python -m nas.benchmark", "--pool", f"<{len(archs)} NB201 strings, stand-in labels>",
                                   "--seeds", str(args.seeds)], "cold_s": runs[0], "warm_s": runs[1],
                          "nets_computed": computed,
                          "nets_looked_at": int(looked_at(len(archs), args.seeds, PROXY_SAMPLE).sum())}
