@@ -298,8 +298,8 @@ class _Start:
     optimizer_state: dict | None = None
     step: int = 0            # steps this run already did (resuming its own checkpoint)
     prior_steps: int = 0     # steps behind the weights it started from (--init)
-    wall_time: float = 0.0   # seconds this run already trained
-    cpu_time: float = 0.0    # ... and CPU-seconds of rank 0's process (all threads)
+    wall_time: float = 0.0   # seconds the weights already trained (this run's and, after --init, its source's)
+    cpu_time: float = 0.0    # ... and CPU-seconds of rank 0's processes (all threads)
     world_size: int = 1      # ranks of the run that wrote the checkpoint resumed from
 
 

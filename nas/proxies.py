@@ -220,14 +220,14 @@ def naswot(model: nn.Module, ctx: ProxyContext) -> float:
 
     def add_codes(_m, _i, out: torch.Tensor) -> None:
         # Agreements of the 0/1 codes c: c c^T + (1-c)(1-c)^T = 2 c c^T - r_i - r_j + #units (r: row
-        # sums), one ReLU at a time: exact integers (float32 holds them below 2^24), no concatenation.
+        # sums), one ReLU at a time, no concatenation. The products are exact integers in float32 below
+        # 2^24 units; the rest adds up in float64.
         nonlocal relus
         relus += 1
-        c = (out > 0).flatten(1).float()
-        if c.shape[1] >= 2**24:
-            c = c.double()
-        r = c.sum(1, keepdim=True)
-        kernel.add_((2 * (c @ c.t()) - r - r.t() + c.shape[1]).double())
+        c = (out > 0).flatten(1)
+        c = c.float() if c.shape[1] < 2**24 else c.double()
+        r = c.sum(1, keepdim=True).double()
+        kernel.add_(2 * (c @ c.t()).double() - r - r.t() + c.shape[1])
 
     hooks = [m.register_forward_hook(add_codes) for m in model.modules() if isinstance(m, nn.ReLU)]
     try:
